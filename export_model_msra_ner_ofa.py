@@ -1,0 +1,133 @@
+"""Stage 3: cut the sub-model of one width out of the OFA supernet and save it for deployment.
+
+    python export_model_msra_ner_ofa.py --model_type bert --model_name_or_path ./tmp/msra_ner_ofa/model_0.5 \\
+        --max_seq_length 128 --sub_model_output_dir ./tmp/msra_ner_ofa/0.5/sub_model \\
+        --static_sub_model ./tmp/msra_ner_ofa/0.5/static_sub_model --width_mult 0.5 --device cpu
+
+Writes SUB_MODEL_OUTPUT_DIR (the pruned dygraph model: weights, config with the kept heads/neurons,
+tokenizer, model_info.json; loadable again for evaluation and predict.py) and, unless --static_sub_model is
+None, STATIC_SUB_MODEL.json + .pdiparams (Paddle Inference, dynamic batch and sequence length) with the
+tokenizer and model_info.json beside them. The static model's logits are checked against the dygraph
+sub-model's on a batch; a mismatch fails the export. The input directory is only read.
+"""
+import argparse
+import os
+import shutil
+
+import numpy as np
+
+import utils
+from utils import UserError, logger
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_type", default="bert", choices=["bert"], help="model family")
+    parser.add_argument("--model_name_or_path", required=True,
+                        help="a supernet directory: run_msra_ner_ofa.py's OUTPUT_DIR/model_<width>")
+    parser.add_argument("--max_seq_length", type=int, default=128,
+                        help="window length used for the parity check (the static graph takes any length)")
+    parser.add_argument("--sub_model_output_dir", required=True, help="where the pruned dygraph sub-model goes")
+    parser.add_argument("--static_sub_model", default=None,
+                        help="path prefix of the static model (PREFIX.json/.pdiparams); 'None' or unset: skip")
+    parser.add_argument("--width_mult", type=float, required=True, help="width to cut; must be in the supernet's list")
+    parser.add_argument("--device", choices=["cpu", "gpu", "xpu"], default="cpu", help="device for the export")
+    parser.add_argument("--n_gpu", type=int, default=None,
+                        help="original flag, kept for old commands: 0 means --device cpu, >0 means --device gpu")
+    parser.add_argument("--parity_atol", type=float, default=1e-4, help="max |static - dygraph| logit difference")
+    return parser.parse_args(argv)
+
+
+def check_parity(sub_model, prefix, encoder, max_seq_length, atol):
+    """Dygraph sub-model vs Paddle Inference on a padded batch of different lengths; returns max |diff|."""
+    rng = np.random.RandomState(0)
+    lengths = [max_seq_length - 2, max(1, (max_seq_length - 2) // 2), 1]
+    vocab_ids = np.arange(max(encoder.token_to_id.values()) + 1)
+    features = [(rng.choice(vocab_ids[5:], size=n).tolist(), None) for n in lengths]
+    input_ids, _ = utils.collate(features, encoder)
+    dynamic = utils.dynamic_logits_fn(sub_model)(input_ids)
+    static = utils.static_logits_fn(prefix, device="cpu")(input_ids)
+    diff = float(np.abs(dynamic - static).max())
+    if not np.isfinite(diff) or diff > atol:
+        raise RuntimeError(f"static model logits differ from the dygraph sub-model by {diff:.3g} (> {atol})")
+    return diff
+
+
+def main(args):
+    import paddle
+
+    utils.setup_logging()
+    utils.check_versions()
+    if args.n_gpu is not None:
+        args.device = "gpu" if args.n_gpu > 0 else "cpu"
+    if args.max_seq_length < 3:
+        raise UserError(f"--max_seq_length must be at least 3, got {args.max_seq_length}")
+    static_prefix = None if args.static_sub_model in (None, "None", "none", "") else args.static_sub_model
+    source = os.path.abspath(args.model_name_or_path)
+    for out in [args.sub_model_output_dir] + ([os.path.dirname(os.path.abspath(static_prefix))] if static_prefix else []):
+        out = os.path.abspath(out)
+        if out == source or out.startswith(source + os.sep):
+            raise UserError(f"{out}: output inside the input directory {source}; choose another place")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UserError(f"{out} exists and is not a directory")
+    utils.set_device(args.device)
+
+    supernet_model, tokenizer, info = utils.load_model_dir(args.model_name_or_path, ["supernet"])
+    widths = info["width_mult_list"]
+    if args.width_mult not in widths:
+        raise UserError(f"--width_mult {args.width_mult} is not one of the supernet's widths {widths}")
+    if args.width_mult != info["width_mult"]:
+        logger.warning("%s holds the weights that were best for width %s; cutting width %s from them",
+                       args.model_name_or_path, info["width_mult"], args.width_mult)
+    config = supernet_model.bert.config
+    if args.max_seq_length > config.max_position_embeddings:
+        raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
+                        f"{config.max_position_embeddings} positions")
+    full_params = utils.count_parameters(supernet_model)
+    ofa_model = utils.build_supernet(supernet_model, widths)
+    sub_model, sub_config = utils.cut_sub_model(ofa_model, config, args.width_mult)
+    sub = sub_config.ofa_sub_model
+    sub_params = utils.count_parameters(sub_model)
+    logger.info("width %s: %d/%d heads, %d/%d FFN neurons per layer | %d of %d parameters (%.1f%%)",
+                args.width_mult, sub["num_heads"], config.num_attention_heads, sub["intermediate_size"],
+                config.intermediate_size, sub_params, full_params, 100.0 * sub_params / full_params)
+
+    sub_info = {"kind": "sub_model", "labels": info["labels"], "max_seq_length": args.max_seq_length,
+                "width_mult": args.width_mult, "num_heads": sub["num_heads"],
+                "intermediate_size": sub["intermediate_size"], "parameters": sub_params,
+                "supernet": args.model_name_or_path}
+    utils.save_model_dir(args.sub_model_output_dir, sub_config, sub_model.state_dict(), tokenizer, sub_info,
+                         args=utils.args_to_dict(args))
+    logger.info("dygraph sub-model: %s", args.sub_model_output_dir)
+    result = {"sub_model_output_dir": args.sub_model_output_dir, "width_mult": args.width_mult,
+              "parameters": sub_params, "supernet_parameters": full_params}
+
+    if static_prefix:
+        static_dir = os.path.dirname(os.path.abspath(static_prefix))
+        os.makedirs(static_dir, exist_ok=True)
+        tmp_prefix = os.path.join(static_dir, f".export{os.getpid()}")
+        paddle.set_device("cpu")
+        utils.save_static(sub_model, tmp_prefix)
+        encoder = utils.CharEncoder(tokenizer)
+        try:
+            diff = check_parity(sub_model, tmp_prefix, encoder, args.max_seq_length, args.parity_atol)
+        except Exception:
+            for path in utils.static_paths(tmp_prefix):
+                if os.path.exists(path):
+                    os.remove(path)
+            raise
+        for tmp_path, path in zip(utils.static_paths(tmp_prefix), utils.static_paths(static_prefix)):
+            os.replace(tmp_path, path)
+        tokenizer.save_pretrained(static_dir)
+        utils.write_json(os.path.join(static_dir, utils.INFO_NAME), dict(sub_info, kind="static", prefix=os.path.basename(static_prefix)))
+        for leftover in os.listdir(static_dir):
+            if leftover.startswith(f".export{os.getpid()}"):
+                path = os.path.join(static_dir, leftover)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        logger.info("static model: %s.json/.pdiparams | parity with dygraph: max |diff| %.2e", static_prefix, diff)
+        result.update(static_sub_model=static_prefix, parity_max_abs_diff=diff)
+    return result
+
+
+if __name__ == "__main__":
+    utils.cli(main, parse_args)

@@ -1,0 +1,93 @@
+"""Text → entities with an exported model (Paddle Inference) or any model directory of this project (dygraph).
+
+    python predict.py --model_dir ./tmp/msra_ner_ofa/0.5/static_sub_model --text "张伟在北京大学工作。"
+    python predict.py --model_dir ./tmp/msra_ner/model_best --input_file texts.txt > entities.jsonl
+
+--model_dir is either a static export (the directory of --static_sub_model, or its PREFIX) or a dygraph
+directory (model_best/, model_<width>/, a sub-model). One JSON line per input text:
+{"text": ..., "entities": [{"type", "text", "start", "end"}]} with [start, end) character offsets into the
+text; --format plain prints "TYPE<TAB>start<TAB>end<TAB>text" lines instead. Texts of any length are labelled in
+overlapping windows; an empty line gives an empty result.
+"""
+import argparse
+import json
+import os
+import sys
+
+import utils
+from utils import UserError
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True, help="static export dir/prefix, or a dygraph model directory")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--text", action="append", help="a text to label (repeatable)")
+    source.add_argument("--input_file", help="UTF-8 file, one text per line (default: stdin)")
+    parser.add_argument("--format", choices=["json", "plain"], default="json", help="output format")
+    parser.add_argument("--max_seq_length", type=int, default=None,
+                        help="window length (default: the model's, from model_info.json)")
+    parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="device")
+    parser.add_argument("--threads", type=int, default=2, help="CPU math threads (static models)")
+    return parser.parse_args(argv)
+
+
+def load_predictor(model_dir, device="cpu", threads=2):
+    """Return (logits_fn, tokenizer, info) for a static export or a dygraph model directory."""
+    if model_dir.endswith(".json") or os.path.isfile(model_dir + ".json"):
+        prefix = model_dir[:-5] if model_dir.endswith(".json") else model_dir
+        model_dir = os.path.dirname(os.path.abspath(prefix))
+    else:
+        prefix = None
+    info = utils.read_model_info(model_dir)
+    if info is None:
+        raise UserError(f"{model_dir}: no {utils.INFO_NAME}; give an exported or trained model directory")
+    if info.get("kind") == "static":
+        prefix = prefix or os.path.join(model_dir, info["prefix"])
+        return utils.static_logits_fn(prefix, device=device, threads=threads, mkldnn=device == "cpu"), \
+            utils.load_tokenizer(model_dir), info
+    import paddle
+
+    paddle.set_device(device)
+    model, tokenizer, info = utils.load_model_dir(model_dir, ["teacher", "supernet", "sub_model"])
+    model.eval()
+    return utils.dynamic_logits_fn(model), tokenizer, info
+
+
+def read_texts(args):
+    if args.text is not None:
+        return args.text
+    if args.input_file:
+        if not os.path.isfile(args.input_file):
+            raise UserError(f"{args.input_file}: input file not found")
+        try:
+            with open(args.input_file, encoding="utf-8") as handle:
+                return handle.read().splitlines()
+        except UnicodeDecodeError:
+            raise UserError(f"{args.input_file}: not UTF-8") from None
+    return sys.stdin.read().splitlines()
+
+
+def main(args):
+    if args.batch_size <= 0:
+        raise UserError(f"--batch_size must be positive, got {args.batch_size}")
+    logits_fn, tokenizer, info = load_predictor(args.model_dir, args.device, args.threads)
+    max_seq_length = args.max_seq_length or info.get("max_seq_length", 128)
+    if max_seq_length < 3:
+        raise UserError(f"--max_seq_length must be at least 3, got {max_seq_length}")
+    texts = read_texts(args)
+    results = utils.predict_entities(logits_fn, texts, utils.CharEncoder(tokenizer), info["labels"],
+                                     max_seq_length, args.batch_size)
+    for text, entities in zip(texts, results):
+        if args.format == "json":
+            print(json.dumps({"text": text, "entities": entities}, ensure_ascii=False))
+        else:
+            print(text)
+            for e in entities:
+                print(f"  {e['type']}\t{e['start']}\t{e['end']}\t{e['text']}")
+    return results
+
+
+if __name__ == "__main__":
+    utils.cli(main, parse_args)

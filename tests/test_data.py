@@ -1,0 +1,130 @@
+"""Reading data, labels, splits, character alignment, windows."""
+import os
+
+import numpy as np
+import pytest
+
+import utils
+from utils import UserError
+
+SEP = "\x02"
+
+
+def write(path, lines, encoding="utf-8"):
+    with open(path, "w", encoding=encoding) as handle:
+        handle.write("\n".join(lines) + "\n")
+    return str(path)
+
+
+def line(chars, labels):
+    return SEP.join(chars) + "\t" + SEP.join(labels)
+
+
+def test_read_ner_file(tmp_path):
+    path = write(tmp_path / "a.tsv", [line("张三来了", ["B-PER", "I-PER", "O", "O"]), "", line("好", ["O"])])
+    examples = utils.read_ner_file(path)
+    assert [e["chars"] for e in examples] == [list("张三来了"), ["好"]]
+    assert examples[1]["where"].endswith(":3")
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([line("张三", ["B-PER", "I-PER"]), line("来了", ["O"])], r"a\.tsv:2: 2 characters but 1 labels"),
+    (["张三 B-PER"], r"a\.tsv:1: no TAB"),
+    ([line("张三", ["X-PER", "O"])], r"a\.tsv:1: label 'X-PER' is not BIO"),
+    ([line("张三", ["I-", "O"])], r"not BIO"),
+    (["\tO"], r"a\.tsv:1: empty sentence"),
+    ([""], r"no sentences \(empty file\)"),
+])
+def test_read_ner_file_errors(tmp_path, lines, message):
+    path = write(tmp_path / "a.tsv", lines)
+    with pytest.raises(UserError, match=message):
+        utils.read_ner_file(path)
+
+
+def test_missing_and_not_utf8(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        utils.read_ner_file(str(tmp_path / "none.tsv"))
+    path = tmp_path / "gbk.tsv"
+    path.write_bytes(line("张三", ["B-PER", "I-PER"]).encode("gbk"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        utils.read_ner_file(str(path))
+
+
+def test_labels_from_data_and_unknown_test_label(tmp_path):
+    write(tmp_path / "train.tsv", [line("张三在京", ["B-PER", "I-PER", "O", "B-LOC"]), line("好的", ["O", "O"]),
+                                   line("好啊", ["O", "O"])])
+    write(tmp_path / "test.tsv", [line("华为", ["B-ORG", "I-ORG"])])
+
+    class Args:
+        data_dir, dev_ratio, seed = str(tmp_path), 0.34, 0
+
+    with pytest.raises(UserError, match=r"test\.tsv:1: label 'B-ORG' in test is not in the label set"):
+        utils.load_splits(Args)
+    write(tmp_path / "test.tsv", [line("在京", ["O", "I-LOC"])])  # I- of a known type is fine
+    data = utils.load_splits(Args)
+    assert data["labels"] == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    assert len(data["dev"]) == 1 and len(data["train"]) == 2
+    assert data["dev"] == utils.load_splits(Args)["dev"]  # seeded
+    # labels.txt decides the label set and its order
+    write(tmp_path / "labels.txt", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"])
+    write(tmp_path / "test.tsv", [line("华为", ["B-ORG", "I-ORG"])])
+    assert utils.load_splits(Args)["labels"][:3] == ["O", "B-PER", "I-PER"]
+
+
+def test_own_dev_file_used(tmp_path):
+    write(tmp_path / "train.tsv", [line("张三", ["B-PER", "I-PER"])])
+    write(tmp_path / "dev.tsv", [line("李四", ["B-PER", "I-PER"]), line("好", ["O"])])
+    write(tmp_path / "test.tsv", [line("王五", ["B-PER", "I-PER"])])
+
+    class Args:
+        data_dir, dev_ratio, seed = str(tmp_path), 0.1, 0
+
+    data = utils.load_splits(Args)
+    assert data["dev_source"] == "dev.tsv" and len(data["dev"]) == 2 and len(data["train"]) == 1
+
+
+class FakeTokenizer:
+    class vocab:
+        token_to_idx = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "张", "三", "a", "1"])}
+
+    unk_token, cls_token, sep_token, pad_token, do_lower_case = "[UNK]", "[CLS]", "[SEP]", "[PAD]", True
+
+
+def test_char_encoder_one_id_per_character():
+    enc = utils.CharEncoder(FakeTokenizer)
+    chars = list("张三 A1？") + [""]
+    ids = enc.encode(chars)
+    assert len(ids) == len(chars)
+    assert ids == [5, 6, 1, 7, 8, 1, 1]  # space, unknown and empty token -> [UNK]; 'A' lower-cased
+
+
+def test_collate_aligns_labels_with_cls_sep_and_padding():
+    enc = utils.CharEncoder(FakeTokenizer)
+    input_ids, labels = utils.collate([([5, 6], [1, 2]), ([5], [0])], enc)
+    assert input_ids.tolist() == [[2, 5, 6, 3], [2, 5, 3, 0]]
+    ig = utils.IGNORE_INDEX
+    assert labels.tolist() == [[ig, 1, 2, ig], [ig, 0, ig, ig]]
+
+
+def test_train_features_split_long_sentences_without_loss():
+    enc = utils.CharEncoder(FakeTokenizer)
+    ex = {"chars": list("张三") * 7, "labels": ["B-PER", "I-PER"] * 7}
+    feats = utils.train_features([ex], enc, {"O": 0, "B-PER": 1, "I-PER": 2}, max_seq_length=7)
+    assert [len(ids) for ids, _ in feats] == [5, 5, 4]
+    assert sum((labels for _, labels in feats), []) == [1, 2] * 7
+
+
+@pytest.mark.parametrize("length, size", [(1, 5), (5, 5), (6, 5), (23, 5), (100, 16), (7, 1)])
+def test_windows_cover_every_position(length, size):
+    windows = utils.make_windows(length, size)
+    assert windows[0][0] == 0 and windows[-1][1] == length
+    assert all(end - start <= size for start, end in windows)
+    owner = utils.window_owner(length, windows)
+    assert (owner >= 0).all()
+    for i, w in enumerate(owner):
+        assert windows[w][0] <= i < windows[w][1]
+
+
+def test_split_dev_too_small():
+    with pytest.raises(UserError, match="too few"):
+        utils.split_dev([{"chars": ["a"]}], 0.5, 0)

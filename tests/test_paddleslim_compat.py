@@ -1,0 +1,60 @@
+"""The PaddleSlim fixes, checked against plain Paddle layers (batch sizes other than 3, and 3)."""
+import numpy as np
+import paddle
+import pytest
+
+from paddleslim_compat import apply_paddleslim_fixes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fixed():
+    apply_paddleslim_fixes()
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5])
+def test_super_layer_norm_full_width_equals_layer_norm(batch):
+    from paddleslim.nas.ofa.layers import SuperLayerNorm
+
+    paddle.seed(0)
+    plain = paddle.nn.LayerNorm(16)
+    plain.weight.set_value(paddle.rand([16]) + 0.5)
+    plain.bias.set_value(paddle.rand([16]))
+    sup = SuperLayerNorm(16)
+    sup.set_state_dict(plain.state_dict())
+    x = paddle.randn([batch, 7, 16])
+    np.testing.assert_allclose(sup(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [2, 3])
+def test_super_layer_norm_width_uses_first_features(batch):
+    from paddleslim.nas.ofa.layers import SuperLayerNorm
+
+    paddle.seed(1)
+    sup = SuperLayerNorm(16)
+    sup.weight.set_value(paddle.rand([16]) + 0.5)
+    sup.bias.set_value(paddle.rand([16]))
+    x = paddle.randn([batch, 4, 8])
+    ref = paddle.nn.functional.layer_norm(x, [8], weight=sup.weight[:8], bias=sup.bias[:8], epsilon=sup._epsilon)
+    out = sup(x)
+    assert out.shape == [batch, 4, 8]
+    np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+    # and against a plain LayerNorm of 8 features with those weights
+    plain = paddle.nn.LayerNorm(8, epsilon=sup._epsilon)
+    plain.weight.set_value(sup.weight[:8])
+    plain.bias.set_value(sup.bias[:8])
+    np.testing.assert_allclose(out.numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_super_embedding_builds_and_matches_embedding():
+    from paddleslim.nas.ofa.layers import SuperEmbedding
+
+    emb = SuperEmbedding(20, 8, candidate_config={"expand_ratio": [0.5, 1.0]}, padding_idx=0)
+    plain = paddle.nn.Embedding(20, 8, padding_idx=0)
+    plain.weight.set_value(emb.weight)
+    ids = paddle.to_tensor(np.array([[0, 3, 5], [7, 1, 0]], dtype="int64"))
+    np.testing.assert_allclose(emb(ids).numpy(), plain(ids).numpy())
+    assert emb(ids, expand_ratio=0.5).shape == [2, 3, 4]
+
+
+def test_apply_is_idempotent():
+    assert apply_paddleslim_fixes() == []

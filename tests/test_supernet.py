@@ -1,0 +1,99 @@
+"""Width supernet: reordering keeps the function, widths cut whole heads/neurons, exported shapes and parity."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+import utils
+from conftest import tiny_model
+
+WIDTHS = [1.0, 0.75, 0.5]
+
+
+def batch(vocab_size=60, seed=0):
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(5, vocab_size, size=(3, 9)).astype("int64")
+    ids[:, 0], ids[:, -1] = 2, 3
+    ids[2, 5:] = 0  # padding
+    return ids
+
+
+def logits(model, ids):
+    return utils.dynamic_logits_fn(model)(ids)
+
+
+def importance_batches(ids):
+    labels = np.where(ids > 30, 1, 0).astype("int64")
+    return [(ids, labels)]
+
+
+def test_reorder_keeps_outputs_and_sorts_importance():
+    model = tiny_model()
+    ids = batch()
+    before = logits(model, ids)
+    heads, neurons = utils.compute_head_neuron_importance(model, importance_batches(ids))
+    assert heads.shape == (2, 4) and neurons.shape == (2, 64) and heads.sum() > 0
+    utils.reorder_heads_neurons(model, heads, neurons)
+    np.testing.assert_allclose(logits(model, ids), before, rtol=1e-4, atol=1e-5)
+    heads_after, neurons_after = utils.compute_head_neuron_importance(model, importance_batches(ids))
+    for layer in range(2):
+        assert np.all(np.diff(heads_after[layer]) <= 1e-6 * heads_after[layer].max())
+        np.testing.assert_allclose(np.sort(heads_after[layer])[::-1], heads_after[layer], rtol=1e-4)
+
+
+def test_supernet_full_width_equals_model_and_cut_shapes():
+    model = tiny_model()
+    ids = batch()
+    expected = logits(model, ids)
+    config = model.bert.config
+    ofa = utils.build_supernet(model, WIDTHS)
+    utils.set_supernet_width(ofa, 1.0)
+    np.testing.assert_allclose(logits(ofa, ids), expected, rtol=1e-5, atol=1e-5)
+    for width in WIDTHS:
+        utils.set_supernet_width(ofa, width)
+        at_width = logits(ofa, ids)
+        sub, sub_config = utils.cut_sub_model(ofa, config, width)
+        layer = sub.bert.encoder.layers[0]
+        hidden, inner = config.hidden_size, config.intermediate_size
+        for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+            assert proj.weight.shape == [hidden, int(width * hidden)]
+        assert layer.self_attn.out_proj.weight.shape == [int(width * hidden), hidden]
+        assert layer.linear1.weight.shape == [hidden, int(width * inner)]
+        assert layer.linear2.weight.shape == [int(width * inner), hidden]
+        assert layer.self_attn.num_heads == int(width * config.num_attention_heads)
+        # the cut sub-model computes what the supernet computes at that width
+        np.testing.assert_allclose(logits(sub, ids), at_width, rtol=1e-4, atol=1e-5)
+        if width < 1.0:
+            assert not np.allclose(at_width, expected, atol=1e-4)
+
+
+def test_width_rounds_to_whole_heads():
+    model = tiny_model(num_heads=12, hidden_size=48, intermediate_size=96)
+    ofa = utils.build_supernet(model, [1.0, 0.8333, 0.6667, 0.5])
+    assert utils.set_supernet_width(ofa, 0.8333) == (10, 80)
+    assert utils.set_supernet_width(ofa, 0.6667) == (8, 64)
+    logits(ofa, batch())  # runs: q/k/v keep exactly 10 heads x 4 dims
+
+
+@pytest.mark.parametrize("widths, message", [
+    ([0.5], "must contain 1.0"), ([1.0, 1.5], r"in \(0, 1\]"), ([1.0, 0.0], r"in \(0, 1\]"), ([1.0, 1.0], "duplicates"),
+])
+def test_width_list_validation(widths, message):
+    with pytest.raises(utils.UserError, match=message):
+        utils.validate_width_list(widths)
+
+
+def test_static_export_parity(tmp_path):
+    model = tiny_model()
+    ofa = utils.build_supernet(model, WIDTHS)
+    sub, _ = utils.cut_sub_model(ofa, model.bert.config, 0.5)
+    prefix = str(tmp_path / "static" / "model")
+    utils.save_static(sub, prefix)
+    assert all(os.path.isfile(p) for p in utils.static_paths(prefix))
+    ids = batch()
+    static = utils.static_logits_fn(prefix)(ids)
+    np.testing.assert_allclose(static, logits(sub, ids), rtol=1e-4, atol=1e-5)
+    # dynamic batch and sequence length
+    ids2 = np.concatenate([batch(seed=3)] * 2)[:, :5]
+    np.testing.assert_allclose(utils.static_logits_fn(prefix)(ids2), logits(sub, ids2), rtol=1e-4, atol=1e-5)
