@@ -42,9 +42,6 @@ def main(args):
     utils.validate_common_args(args)
     utils.set_device(args.device)
     utils.set_seed(args.seed)
-    if rank == 0:
-        utils.check_output_dir_writable(args.output_dir)
-
     data = utils.load_splits(args)
     label_list = data["labels"]
     label_to_id = {label: i for i, label in enumerate(label_list)}
@@ -54,6 +51,8 @@ def main(args):
     max_positions = model.bert.config.max_position_embeddings
     if args.max_seq_length > max_positions:
         raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the model's {max_positions} positions")
+    if rank == 0:
+        utils.check_output_dir_writable(args.output_dir)
     logger.info("teacher: %s | %d parameters | labels %s", origin, utils.count_parameters(model), " ".join(label_list))
     logger.info("data: train %d, dev %d (%s), test %d sentences | %s", len(data["train"]), len(data["dev"]),
                 data["dev_source"], len(data["test"]), args.data_dir or "PaddleNLP msra_ner")

@@ -72,9 +72,9 @@ def main(args):
     if args.max_seq_length > config.max_position_embeddings:
         raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
                         f"{config.max_position_embeddings} positions")
+    data = utils.load_splits(args, label_list=label_list)
     if rank == 0:
         utils.check_output_dir_writable(args.output_dir)
-    data = utils.load_splits(args, label_list=label_list)
     encoder = utils.CharEncoder(tokenizer)
     label_to_id = {label: i for i, label in enumerate(label_list)}
     logger.info("teacher: %s | %d parameters | widths %s", args.model_name_or_path, utils.count_parameters(teacher),

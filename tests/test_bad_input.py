@@ -1,0 +1,135 @@
+"""Bad input: one clear error (UserError in-process; one line and exit 2 on the command line), nothing written."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import export_model_msra_ner_ofa as export_stage
+import run_msra_ner
+import run_msra_ner_ofa
+import utils
+from conftest import REPO
+from test_pipeline import export_args, ofa_args, teacher_args
+
+SEP = "\x02"
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_demo, tmp_path_factory):
+    """A teacher and a supernet trained for a few steps."""
+    root = tmp_path_factory.mktemp("trained")
+    run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(root / "t"), "--max_steps", "4"))
+    run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], str(root / "t" / "model_best"), str(root / "o"),
+                                   "--max_steps", "2"))
+    return {"teacher": str(root / "t" / "model_best"), "supernet": str(root / "o" / "model_0.5"), **tiny_demo}
+
+
+def bad_data(tmp_path, tiny_demo, name, content):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_demo["data_dir"], data)
+    if content is None:
+        os.remove(data / name)
+    else:
+        (data / name).write_text(content, encoding="utf-8")
+    return str(data)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("train.tsv", "张" + SEP + "三\tB-PER\n", r"train\.tsv:1: 2 characters but 1 labels"),
+    ("test.tsv", "张" + SEP + "三\tB-XYZ" + SEP + "I-XYZ\n", r"test\.tsv:1: label 'B-XYZ' in test is not in the label set"),
+    ("dev.tsv", "张\tB-FOO\n", r"dev\.tsv:1: label 'B-FOO' in dev"),
+    ("train.tsv", "", r"train\.tsv: no sentences"),
+    ("test.tsv", None, r"test\.tsv: data file not found"),
+])
+def test_teacher_bad_data(tmp_path, tiny_demo, name, content, message):
+    data = bad_data(tmp_path, tiny_demo, name, content)
+    out = tmp_path / "out"
+    with pytest.raises(utils.UserError, match=message):
+        run_msra_ner.main(teacher_args(data, tiny_demo["model_dir"], str(out)))
+    assert not out.exists()
+
+
+def test_model_dir_missing_config_or_weights(tmp_path, trained, tiny_demo):
+    for missing, message in (("config.json", "no config.json"), (utils.WEIGHTS_NAME, "no model_state.pdparams")):
+        teacher = tmp_path / f"no_{missing}"
+        shutil.copytree(trained["teacher"], teacher)
+        os.remove(teacher / missing)
+        with pytest.raises(utils.UserError, match=message):
+            run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], str(teacher), str(tmp_path / "o")))
+    config_only = tmp_path / "empty_model"
+    config_only.mkdir()
+    with pytest.raises(utils.UserError, match="no vocab.txt"):
+        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], str(config_only), str(tmp_path / "t")))
+    assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
+
+
+def test_wrong_stage_directories(tmp_path, trained, tiny_demo):
+    with pytest.raises(utils.UserError, match="holds a teacher"):
+        export_stage.main(export_args(trained["teacher"], str(tmp_path / "e")))
+    with pytest.raises(utils.UserError, match="holds a supernet"):
+        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], trained["supernet"], str(tmp_path / "t")))
+    with pytest.raises(utils.UserError, match="holds a supernet"):
+        run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], trained["supernet"], str(tmp_path / "o")))
+
+
+def test_width_not_in_supernet(tmp_path, trained):
+    with pytest.raises(utils.UserError, match=r"--width_mult 0.75 is not one of the supernet's widths \[1.0, 0.5\]"):
+        export_stage.main(export_args(trained["supernet"], str(tmp_path / "e"), width="0.75"))
+    assert not (tmp_path / "e").exists()
+
+
+def test_weights_not_matching_config(tmp_path, trained, tiny_demo):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(trained["teacher"], teacher)
+    config = utils.read_json(str(teacher / "config.json"))
+    config["intermediate_size"] = 32
+    utils.write_json(str(teacher / "config.json"), config)
+    with pytest.raises(utils.UserError, match="has shape .* config implies"):
+        run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], str(teacher), str(tmp_path / "o")))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max_seq_length", "2"], "at least 3"),
+    (["--max_seq_length", "1000"], "exceeds the model's 128 positions"),
+    (["--batch_size", "0"], "--batch_size must be positive"),
+    (["--device", "gpu"], "--device gpu: no CUDA GPU"),
+])
+def test_teacher_bad_flags(tmp_path, tiny_demo, extra, message):
+    import paddle
+
+    if "gpu" in extra and paddle.device.cuda.device_count() > 0:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(utils.UserError, match=message):
+        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(tmp_path / "o"), *extra))
+    assert not (tmp_path / "o").exists()
+    paddle.set_device("cpu")
+
+
+def test_output_dir_is_a_file(tmp_path, tiny_demo):
+    out = tmp_path / "file"
+    out.write_text("keep me")
+    with pytest.raises(utils.UserError, match="is not a directory"):
+        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(out)))
+    assert out.read_text() == "keep me"
+
+
+def test_ofa_width_list_without_full_width(tmp_path, trained, tiny_demo):
+    args = ofa_args(tiny_demo["data_dir"], trained["teacher"], str(tmp_path / "o"))
+    args.width_mult_list = [0.5, 0.25]
+    with pytest.raises(utils.UserError, match="must contain 1.0"):
+        run_msra_ner_ofa.main(args)
+
+
+def test_command_line_error_is_one_line_exit_2(tmp_path, tiny_demo):
+    data = bad_data(tmp_path, tiny_demo, "train.tsv", "张" + SEP + "三\tB-PER\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "run_msra_ner.py"), "--model_name_or_path",
+                           tiny_demo["model_dir"], "--data_dir", data, "--device", "cpu", "--output_dir", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train.tsv:1: 2 characters but 1 labels" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()

@@ -1,0 +1,144 @@
+"""The demo chain end to end through the scripts' main(): teacher -> OFA (2 widths) -> export -> predict."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import demo_data
+import export_model_msra_ner_ofa as export_stage
+import predict
+import run_msra_ner
+import run_msra_ner_ofa
+import utils
+from conftest import REPO
+
+
+def teacher_args(data_dir, model_dir, out, *extra):
+    return run_msra_ner.parse_args([
+        "--model_name_or_path", model_dir, "--data_dir", data_dir, "--device", "cpu", "--max_seq_length", "48",
+        "--batch_size", "16", "--learning_rate", "5e-3", "--num_train_epochs", "4", "--logging_steps", "25",
+        "--save_steps", "40", "--output_dir", out, *extra])
+
+
+def ofa_args(data_dir, teacher_dir, out, *extra):
+    return run_msra_ner_ofa.parse_args([
+        "--model_type", "bert", "--model_name_or_path", teacher_dir, "--data_dir", data_dir, "--device", "cpu",
+        "--max_seq_length", "48", "--batch_size", "16", "--learning_rate", "2e-3", "--max_steps", "40",
+        "--logging_steps", "20", "--save_steps", "20", "--width_mult_list", "1.0", "0.5", "--output_dir", out, *extra])
+
+
+def export_args(model_dir, out, width="0.5", static=True):
+    return export_stage.parse_args([
+        "--model_type", "bert", "--model_name_or_path", model_dir, "--max_seq_length", "48",
+        "--sub_model_output_dir", os.path.join(out, "sub_model"),
+        "--static_sub_model", os.path.join(out, "static", "model") if static else "None",
+        "--width_mult", width, "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_demo, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("chain"))
+    data_dir, model_dir = tiny_demo["data_dir"], tiny_demo["model_dir"]
+    teacher = run_msra_ner.main(teacher_args(data_dir, model_dir, os.path.join(root, "teacher")))
+    ofa = run_msra_ner_ofa.main(ofa_args(data_dir, os.path.join(root, "teacher", "model_best"), os.path.join(root, "ofa")))
+    exported = export_stage.main(export_args(os.path.join(root, "ofa", "model_0.5"), os.path.join(root, "export")))
+    return {"root": root, "teacher": teacher, "ofa": ofa, "export": exported, "data_dir": data_dir}
+
+
+def test_teacher_learns_and_writes_best_model(chain):
+    teacher, best = chain["teacher"], os.path.join(chain["root"], "teacher", "model_best")
+    assert teacher["best_dev_f1"] > 0.3, teacher["curve"]
+    for name in ("config.json", utils.WEIGHTS_NAME, "vocab.txt", "model_info.json", "metrics.json", "args.json"):
+        assert os.path.isfile(os.path.join(best, name)), name
+    metrics = utils.read_json(os.path.join(best, "metrics.json"))
+    assert metrics["step"] == teacher["best_step"] and metrics["dev"]["f1"] == teacher["best_dev_f1"]
+    assert set(metrics["test"]) >= {"precision", "recall", "f1"}
+    # every character of every test sentence is scored
+    test = utils.read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
+    assert metrics["test"]["characters"] == sum(len(e["chars"]) for e in test)
+    assert max(len(e["chars"]) for e in test) > 46  # longer than one window
+    info = utils.read_json(os.path.join(best, "model_info.json"))
+    assert info["labels"] == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER", "B-TIME", "I-TIME"]
+    assert not [n for n in os.listdir(os.path.join(chain["root"], "teacher")) if ".tmp" in n or ".old" in n]
+
+
+def test_ofa_keeps_best_per_width(chain):
+    summary = chain["ofa"]
+    assert set(summary["widths"]) == {"1.0", "0.5"}
+    for width, row in summary["widths"].items():
+        assert row["dev_f1"] > 0.3, summary
+        metrics = utils.read_json(os.path.join(row["model_dir"], "metrics.json"))
+        assert metrics["dev"]["f1"] == row["dev_f1"] and metrics["test"]["f1"] == row["test_f1"]
+        assert metrics["step"] == row["best_step"]
+    on_disk = utils.read_json(os.path.join(chain["root"], "ofa", "summary.json"))
+    assert on_disk["widths"] == summary["widths"]
+
+
+def test_export_sub_model_reloads_and_matches_supernet_score(chain):
+    sub_dir = chain["export"]["sub_model_output_dir"]
+    assert chain["export"]["parity_max_abs_diff"] <= 1e-4
+    sub, tokenizer, info = utils.load_model_dir(sub_dir, ["sub_model"])
+    assert info["width_mult"] == 0.5 and info["num_heads"] == 2
+    sub.eval()
+    test = utils.read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
+    scores = utils.evaluate(utils.dynamic_logits_fn(sub), test, utils.CharEncoder(tokenizer), info["labels"], 48, 16)
+    assert scores["f1"] == pytest.approx(chain["ofa"]["widths"]["0.5"]["test_f1"], abs=0.01)
+
+
+def test_export_never_touches_its_input(chain, tmp_path):
+    source = os.path.join(chain["root"], "ofa", "model_0.5")
+    before = {n: os.path.getmtime(os.path.join(source, n)) for n in os.listdir(source)}
+    export_stage.main(export_args(source, str(tmp_path / "again"), static=False))
+    assert {n: os.path.getmtime(os.path.join(source, n)) for n in os.listdir(source)} == before
+    assert not os.path.exists(tmp_path / "again" / "static")
+
+
+def test_predict_static_equals_dynamic(chain, capsys):
+    text = "三月五日，王伟在北京的人民银行会见了李娜。" * 6  # longer than one window
+    static_dir = os.path.join(chain["root"], "export", "static")
+    got_static = predict.main(predict.parse_args(["--model_dir", static_dir, "--text", text, "--text", ""]))
+    got_dynamic = predict.main(predict.parse_args(["--model_dir", chain["export"]["sub_model_output_dir"],
+                                                   "--text", text, "--text", ""]))
+    assert got_static == got_dynamic and got_static[1] == []
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["text"] == text
+    for entity in lines[0]["entities"]:
+        assert text[entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
+    """A user's own data: 8 entity types (17 BIO labels) from labels.txt, no dev.tsv (dev carved from train)."""
+    types = [f"T{i}" for i in range(8)]
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for split, n, seed in (("train", 120, 0), ("test", 20, 1)):
+        examples = demo_data.make_examples(n, seed)
+        for ex in examples:  # re-type the entities: deterministic on their first character
+            kind = None
+            for i, label in enumerate(ex["labels"]):
+                if label.startswith("B-"):
+                    kind = types[ord(ex["chars"][i]) % 8]
+                ex["labels"][i] = "O" if label == "O" else f"{label[0]}-{kind}"
+        utils.write_ner_file(str(data_dir / f"{split}.tsv"), examples)
+    labels = ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
+    (data_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    _, model_dir = demo_data.write_demo(str(tmp_path / "model"), 1, 1, 1, hidden_size=32, intermediate_size=64)
+    out = tmp_path / "out"
+    teacher = run_msra_ner.main(teacher_args(str(data_dir), model_dir, str(out / "teacher"), "--max_steps", "8"))
+    assert utils.read_json(str(out / "teacher" / "model_best" / "model_info.json"))["labels"] == labels
+    assert len(teacher["curve"]) >= 1
+    run_msra_ner_ofa.main(ofa_args(str(data_dir), str(out / "teacher" / "model_best"), str(out / "ofa"),
+                                   "--max_steps", "4"))
+    result = export_stage.main(export_args(str(out / "ofa" / "model_1.0"), str(out / "export"), width="1.0"))
+    logits = utils.static_logits_fn(result["static_sub_model"])(np.array([[2, 7, 8, 3]], dtype="int64"))
+    assert logits.shape == (1, 4, 17)
+
+
+def test_demo_script_runs_help():
+    for script in ("run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py", "predict.py"):
+        out = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "--" in out.stdout, script
