@@ -167,6 +167,7 @@ def main(args):
                 if rank == 0:
                     run_dev(step, epoch)
                 utils.barrier(world_size)
+                timer.lap()  # evaluation time is not training time
             if step >= num_steps:
                 break
         epoch_index += 1

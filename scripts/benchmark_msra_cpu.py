@@ -1,0 +1,187 @@
+"""Real MSRA results on the CPU: teacher from scratch -> OFA over 4 widths -> export of every width -> test F1 and
+static-model latency per width, written to results/msra_cpu.json and results/msra_cpu.png.
+
+    python scripts/benchmark_msra_cpu.py            # full run (about 2 hours on 2 cores)
+    python scripts/benchmark_msra_cpu.py --quick    # about 10 minutes, same chain, fewer steps
+
+Pretrained weights are not available here, so the teacher is a small BERT trained from random initialisation
+with the real bert-base-chinese vocabulary. Model selection uses a dev split carved from train; test is scored
+once at the end on every character of every sentence.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+import benchmark  # noqa: E402
+import export_model_msra_ner_ofa as export_stage  # noqa: E402
+import run_msra_ner  # noqa: E402
+import run_msra_ner_ofa  # noqa: E402
+import utils  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="~10 minute version (fewer steps)")
+    p.add_argument("--data_dir", default=os.path.join(SHARED, "msra_ner"), help="MSRA train.tsv/test.tsv")
+    p.add_argument("--bert_dir", default=os.path.join(SHARED, "bert-base-chinese"), help="vocab.txt + config.json")
+    p.add_argument("--bench_file", default=os.path.join(SHARED, "bench", "msra_test_10451_chars.txt"),
+                   help="latency workload, one text a line")
+    p.add_argument("--work_dir", default=os.path.join(REPO, "tmp", "msra_cpu"), help="models go here (not committed)")
+    p.add_argument("--results", default=os.path.join(REPO, "results", "msra_cpu.json"), help="results JSON")
+    p.add_argument("--width_mult_list", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5])
+    p.add_argument("--num_layers", type=int, default=2)
+    p.add_argument("--hidden_size", type=int, default=192)
+    p.add_argument("--num_heads", type=int, default=12)
+    p.add_argument("--intermediate_size", type=int, default=768)
+    p.add_argument("--max_seq_length", type=int, default=128)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--teacher_lr", type=float, default=1e-3)
+    p.add_argument("--teacher_epochs", type=float, default=7)
+    p.add_argument("--teacher_steps", type=int, default=-1, help="> 0 overrides --teacher_epochs")
+    p.add_argument("--ofa_lr", type=float, default=3e-4)
+    p.add_argument("--ofa_epochs", type=float, default=1.2)
+    p.add_argument("--ofa_steps", type=int, default=-1, help="> 0 overrides --ofa_epochs")
+    p.add_argument("--lambda_logit", type=float, default=1.0)
+    p.add_argument("--lambda_rep", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="hidden and attention dropout of the from-scratch teacher (it is under-trained, not over-fitted)")
+    p.add_argument("--teacher_save_steps", type=int, default=1000, help="teacher dev evaluation interval")
+    p.add_argument("--ofa_save_steps", type=int, default=400, help="OFA dev evaluation interval (all widths)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for latency (training uses OMP_NUM_THREADS)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per model (median reported)")
+    p.add_argument("--seed", type=int, default=42)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.teacher_steps, args.ofa_steps, args.teacher_save_steps, args.ofa_save_steps = 600, 100, 200, 50
+        args.repeats = 2
+    return args
+
+
+def write_model_dir(args, path):
+    os.makedirs(path, exist_ok=True)
+    config = utils.read_json(os.path.join(args.bert_dir, "config.json"))
+    config.update(num_hidden_layers=args.num_layers, hidden_size=args.hidden_size,
+                  num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size,
+                  hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+    utils.write_json(os.path.join(path, "config.json"), config)
+    with open(os.path.join(args.bert_dir, "vocab.txt"), "rb") as src, open(os.path.join(path, "vocab.txt"), "wb") as dst:
+        dst.write(src.read())
+    return config
+
+
+def main(args):
+    for path in (args.data_dir, args.bert_dir, args.bench_file):
+        if not os.path.exists(path):
+            raise utils.UserError(f"{path} not found (this benchmark needs the shared MSRA data)")
+    work = args.work_dir
+    init_dir = os.path.join(work, "init")
+    config = write_model_dir(args, init_dir)
+    common = ["--data_dir", args.data_dir, "--device", "cpu", "--max_seq_length", str(args.max_seq_length),
+              "--batch_size", str(args.batch_size), "--logging_steps", "100", "--seed", str(args.seed)]
+    stage_seconds = {}
+
+    t0 = time.time()
+    teacher = run_msra_ner.main(run_msra_ner.parse_args(
+        ["--model_name_or_path", init_dir, "--output_dir", os.path.join(work, "teacher"),
+         "--learning_rate", str(args.teacher_lr), "--num_train_epochs", str(args.teacher_epochs),
+         "--max_steps", str(args.teacher_steps), "--save_steps", str(args.teacher_save_steps), *common]))
+    stage_seconds["teacher"] = round(time.time() - t0, 1)
+
+    t0 = time.time()
+    teacher_dir = os.path.join(work, "teacher", "model_best")
+    summary = run_msra_ner_ofa.main(run_msra_ner_ofa.parse_args(
+        ["--model_name_or_path", teacher_dir, "--output_dir", os.path.join(work, "ofa"),
+         "--learning_rate", str(args.ofa_lr), "--num_train_epochs", str(args.ofa_epochs),
+         "--max_steps", str(args.ofa_steps), "--lambda_logit", str(args.lambda_logit),
+         "--lambda_rep", str(args.lambda_rep), "--save_steps", str(args.ofa_save_steps), "--importance_batches", "50",
+         "--width_mult_list", *map(str, args.width_mult_list), *common]))
+    stage_seconds["ofa"] = round(time.time() - t0, 1)
+
+    t0 = time.time()
+    exports = {}
+    for width in args.width_mult_list:
+        out = os.path.join(work, "export", str(width))
+        exports[width] = export_stage.main(export_stage.parse_args(
+            ["--model_name_or_path", os.path.join(work, "ofa", f"model_{width}"), "--width_mult", str(width),
+             "--max_seq_length", str(args.max_seq_length), "--sub_model_output_dir", os.path.join(out, "sub_model"),
+             "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"]))
+    teacher_static = benchmark.export_static(teacher_dir, os.path.join(work, "export", "teacher", "static", "model"))
+    stage_seconds["export"] = round(time.time() - t0, 1)
+
+    texts = benchmark.read_workload(args.bench_file)
+    models = [("teacher", None, teacher_static)] + [(f"width {w}", w, exports[w]["static_sub_model"])
+                                                   for w in args.width_mult_list]
+    latency = benchmark.time_static_models([m[2] for m in models], texts, args.threads, args.max_seq_length,
+                                           args.batch_size, args.repeats)
+    teacher_metrics = utils.read_json(os.path.join(teacher_dir, "metrics.json"))
+    teacher_f1 = teacher_metrics["test"]["f1"]
+    rows = [{"name": "teacher", "width": None, "parameters": exports[1.0]["supernet_parameters"],
+             "dev_f1": teacher_metrics["dev"]["f1"], "test_precision": teacher_metrics["test"]["precision"],
+             "test_recall": teacher_metrics["test"]["recall"], "test_f1": teacher_f1, "f1_vs_teacher": 1.0,
+             "latency_seconds": latency[0]}]
+    for (name, width, _), seconds in zip(models[1:], latency[1:]):
+        row = summary["widths"][str(width)]
+        rows.append({"name": name, "width": width, "parameters": exports[width]["parameters"], "dev_f1": row["dev_f1"],
+                     "best_step": row["best_step"], "test_precision": row["test_precision"],
+                     "test_recall": row["test_recall"], "test_f1": row["test_f1"],
+                     "f1_vs_teacher": row["test_f1"] / teacher_f1 if teacher_f1 else None, "latency_seconds": seconds})
+    results = {
+        "command": "python scripts/benchmark_msra_cpu.py" + (" --quick" if args.quick else ""),
+        "hardware": benchmark.hardware(),
+        "data": {"train_and_dev": args.data_dir, "dev": "0.1 of train, seed %d" % args.seed,
+                 "test_sentences": teacher_metrics["test"]["sentences"],
+                 "test_characters": teacher_metrics["test"]["characters"]},
+        "teacher_config": {k: config[k] for k in utils.BERT_CONFIG_FIELDS},
+        "schedule": {k: getattr(args, k) for k in ("max_seq_length", "batch_size", "teacher_lr", "teacher_epochs",
+                                                   "teacher_steps", "ofa_lr", "ofa_epochs", "ofa_steps",
+                                                   "lambda_logit", "lambda_rep", "dropout", "teacher_save_steps",
+                                                   "ofa_save_steps", "seed")},
+        "teacher_steps": teacher_metrics["step"], "teacher_learning_curve": teacher["curve"],
+        "ofa_learning_curve": summary["curve"], "stage_seconds": stage_seconds,
+        "latency_workload": {"file": os.path.basename(args.bench_file), "characters": sum(len(t) for t in texts),
+                             "lines": len(texts), "threads": args.threads, "batch_size": args.batch_size,
+                             "max_seq_length": args.max_seq_length, "repeats": args.repeats,
+                             "what": "median seconds, text -> entities incl. tokenization, Paddle Inference + oneDNN"},
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(args.results), exist_ok=True)
+    utils.write_json(args.results, results)
+    plot(results, os.path.splitext(args.results)[0] + ".png")
+    print(json.dumps(rows, indent=1))
+    return results
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["rows"] if r["width"] is not None]
+    widths = [r["width"] for r in rows]
+    fig, ax1 = plt.subplots(figsize=(6, 4))
+    ax1.plot(widths, [r["test_f1"] for r in rows], "o-", color="tab:blue", label="test F1 (sub-model)")
+    ax1.axhline(results["rows"][0]["test_f1"], color="tab:blue", ls="--", lw=1, label="teacher test F1")
+    ax1.set_xlabel("width (fraction of heads / FFN neurons kept)")
+    ax1.set_ylabel("MSRA test F1", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(widths, [r["latency_seconds"] for r in rows], "s-", color="tab:red", label="latency")
+    ax2.axhline(results["rows"][0]["latency_seconds"], color="tab:red", ls="--", lw=1)
+    ax2.set_ylabel(f"seconds for {results['latency_workload']['characters']:,} chars (CPU)", color="tab:red")
+    ax1.invert_xaxis()
+    ax1.set_title("MSRA NER on a 2-core CPU: F1 and latency by width")
+    fig.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    utils.cli(main, parse_args)
