@@ -1,9 +1,14 @@
-"""CPU latency of text -> entities on a fixed workload, measured for several models in one run.
+"""CPU latency of text -> entities on the 10,451-character workload, every deployment path measured in one run.
 
-    python benchmark.py --models tmp/msra_cpu/export/teacher/static tmp/msra_cpu/export/0.5/static
+    python benchmark.py                                  # bert-base-chinese shape, random weights (runs anywhere)
+    python benchmark.py --from_msra_run tmp/msra_cpu     # the real models of scripts/benchmark_msra_cpu.py
 
-Time = tokenization + windowing + model + decoding of entities, for the whole workload; model load and one
-warm-up pass are excluded; the models are timed in interleaved rounds and the median per model is reported.
+Rows: the original-style path (dygraph teacher), the static teacher (Paddle Inference + oneDNN), each static
+width, and ONNX Runtime INT8 (teacher and the narrowest width), all with the same thread count, window length and
+batching. Time = tokenization + windowing + model + entity decoding for the whole workload; model load and one
+warm-up pass are excluded; models are timed in interleaved rounds and the median is reported. Latency does not
+depend on the weights' values, so random weights of the right shape measure what a trained model would take.
+Writes results/benchmark_cpu.json and prints a table.
 """
 import argparse
 import os
@@ -13,6 +18,10 @@ import sys
 import time
 
 import utils
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
+MSRA_LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
 
 def read_workload(path):
@@ -54,46 +63,146 @@ def time_models(loaded, texts, max_seq_length, batch_size, repeats):
             start = time.perf_counter()
             utils.predict_entities(fn, texts, encoder, labels, max_seq_length, batch_size)
             times[k].append(time.perf_counter() - start)
-    return [round(statistics.median(t), 3) for t in times]
+    return [round(statistics.median(t), 4) for t in times]
+
+
+def load_static(static_dir, threads):
+    info = utils.read_model_info(static_dir)
+    fn = utils.static_logits_fn(os.path.join(static_dir, info["prefix"]), threads=threads, mkldnn=True)
+    return fn, utils.CharEncoder(utils.load_tokenizer(static_dir)), info["labels"]
 
 
 def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, repeats):
-    loaded = []
-    for prefix in prefixes:
-        static_dir = os.path.dirname(os.path.abspath(prefix))
-        info = utils.read_model_info(static_dir)
-        fn = utils.static_logits_fn(prefix, threads=threads, mkldnn=True)
-        loaded.append((fn, utils.CharEncoder(utils.load_tokenizer(static_dir)), info["labels"]))
+    loaded = [load_static(os.path.dirname(os.path.abspath(p)), threads) for p in prefixes]
     return time_models(loaded, texts, max_seq_length, batch_size, repeats)
+
+
+def build_random_models(args):
+    """bert-base-chinese shape with random weights: teacher dir, static teacher, static widths, INT8."""
+    import export_model_msra_ner_ofa as export_stage
+    import quantize_model
+    from paddlenlp.transformers import BertConfig, BertForTokenClassification
+
+    work = args.work_dir
+    config_raw = utils.read_json(os.path.join(args.bert_dir, "config.json"))
+    config = BertConfig(**{k: config_raw[k] for k in utils.BERT_CONFIG_FIELDS}, num_labels=len(MSRA_LABELS))
+    tokenizer = utils.load_tokenizer(args.bert_dir)
+    model = BertForTokenClassification(config)
+    teacher_dir = os.path.join(work, "teacher")
+    info = {"kind": "teacher", "labels": MSRA_LABELS, "max_seq_length": args.max_seq_length}
+    utils.save_model_dir(teacher_dir, config, model.state_dict(), tokenizer, info)
+    # the same weights as a "supernet" directory, so stage 3 cuts the widths exactly as it does after training
+    supernet_dir = os.path.join(work, "supernet")
+    utils.save_model_dir(supernet_dir, config, model.state_dict(), tokenizer,
+                         dict(info, kind="supernet", width_mult_list=args.widths, width_mult=1.0))
+    paths = {"teacher_dir": teacher_dir,
+             "teacher_static": os.path.dirname(export_static(teacher_dir, os.path.join(work, "teacher_static", "model")))}
+    for width in args.widths:
+        out = os.path.join(work, f"width_{width}")
+        export_stage.main(export_stage.parse_args(
+            ["--model_name_or_path", supernet_dir, "--width_mult", str(width), "--max_seq_length",
+             str(args.max_seq_length), "--sub_model_output_dir", os.path.join(out, "sub_model"),
+             "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"]))
+        paths[width] = os.path.join(out, "static")
+    for name, static_dir in (("teacher", paths["teacher_static"]), (min(args.widths), paths[min(args.widths)])):
+        int8_dir = os.path.join(os.path.dirname(static_dir), "int8")
+        quantize_model.main(quantize_model.parse_args(["--model_dir", static_dir, "--output_dir", int8_dir]))
+        paths[("int8", name)] = int8_dir
+    return paths
+
+
+def paths_from_msra_run(args):
+    """The layout written by scripts/benchmark_msra_cpu.py; INT8 models are made if missing."""
+    import quantize_model
+
+    run = args.from_msra_run
+    paths = {"teacher_dir": os.path.join(run, "teacher", "model_best"),
+             "teacher_static": os.path.join(run, "export", "teacher", "static")}
+    for width in args.widths:
+        paths[width] = os.path.join(run, "export", str(width), "static")
+    for name, static_dir in (("teacher", paths["teacher_static"]), (min(args.widths), paths[min(args.widths)])):
+        int8_dir = os.path.join(os.path.dirname(static_dir), "int8")
+        if not os.path.isfile(os.path.join(int8_dir, "model.int8.onnx")):
+            quantize_model.main(quantize_model.parse_args(["--model_dir", static_dir, "--output_dir", int8_dir]))
+        paths[("int8", name)] = int8_dir
+    for key, path in paths.items():
+        if not os.path.isdir(path):
+            raise utils.UserError(f"{path}: not found ({key}); run scripts/benchmark_msra_cpu.py first")
+    return paths
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", required=True, help="static model directories (from export)")
-    p.add_argument("--bench_file", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                         "shared", "data", "bench", "msra_test_10451_chars.txt"))
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--bench_file", default=os.path.join(SHARED, "bench", "msra_test_10451_chars.txt"),
+                   help="workload: one text a line")
+    p.add_argument("--bert_dir", default=os.path.join(SHARED, "bert-base-chinese"),
+                   help="config.json + vocab.txt of the random-weight models")
+    p.add_argument("--from_msra_run", default=None, help="use the trained models of a benchmark_msra_cpu.py work dir")
+    p.add_argument("--work_dir", default=os.path.join(REPO, "tmp", "benchmark_cpu"), help="generated models go here")
+    p.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5])
+    p.add_argument("--threads", type=int, default=2, help="threads for every path")
     p.add_argument("--max_seq_length", type=int, default=128)
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
+    p.add_argument("--output", default=os.path.join(REPO, "results", "benchmark_cpu.json"))
     return p.parse_args(argv)
 
 
 def main(args):
+    # the dygraph path's thread count comes from OpenMP; set it before Paddle starts
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import paddle
+
+    paddle.set_device("cpu")
+    paddle.base.core.set_num_threads(args.threads)
+    utils.setup_logging()
     if not os.path.isfile(args.bench_file):
         raise utils.UserError(f"{args.bench_file}: workload file not found")
     texts = read_workload(args.bench_file)
-    prefixes = []
-    for model_dir in args.models:
-        info = utils.read_model_info(model_dir)
-        if not info or info.get("kind") != "static":
-            raise utils.UserError(f"{model_dir}: not a static export (no model_info.json of kind 'static')")
-        prefixes.append(os.path.join(model_dir, info["prefix"]))
-    seconds = time_static_models(prefixes, texts, args.threads, args.max_seq_length, args.batch_size, args.repeats)
-    print(f"{sum(len(t) for t in texts)} characters, {args.threads} threads, {hardware()}")
-    for model_dir, s in zip(args.models, seconds):
-        print(f"{s:8.3f} s  {model_dir}")
-    return dict(zip(args.models, seconds))
+    if not texts:
+        raise utils.UserError(f"{args.bench_file}: no text")
+    paths = paths_from_msra_run(args) if args.from_msra_run else build_random_models(args)
+
+    teacher, tokenizer, info = utils.load_model_dir(paths["teacher_dir"], ["teacher"])
+    teacher.eval()
+    encoder, labels = utils.CharEncoder(tokenizer), info["labels"]
+    rows = [{"name": "teacher, dygraph (original-style)", "width": 1.0, "precision": "fp32", "graph": "dynamic",
+             "loaded": (utils.dynamic_logits_fn(teacher), encoder, labels)},
+            {"name": "teacher, Paddle Inference", "width": 1.0, "precision": "fp32", "graph": "static",
+             "loaded": load_static(paths["teacher_static"], args.threads)}]
+    for width in args.widths:
+        rows.append({"name": f"width {width}, Paddle Inference", "width": width, "precision": "fp32",
+                     "graph": "static", "loaded": load_static(paths[width], args.threads)})
+    for name, width in (("teacher", 1.0), (min(args.widths), min(args.widths))):
+        int8_dir = paths[("int8", name)]
+        rows.append({"name": f"{'teacher' if name == 'teacher' else f'width {width}'}, ONNX Runtime INT8",
+                     "width": width, "precision": "int8", "graph": "static",
+                     "loaded": (utils.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),
+                                utils.CharEncoder(utils.load_tokenizer(int8_dir)), labels)})
+    seconds = time_models([r.pop("loaded") for r in rows], texts, args.max_seq_length, args.batch_size, args.repeats)
+    for row, s in zip(rows, seconds):
+        row["seconds"] = s
+        s = max(s, 1e-6)
+        row["speedup_vs_dynamic_teacher"] = round(seconds[0] / s, 2)
+        row["speedup_vs_static_teacher"] = round(seconds[1] / s, 2)
+    result = {
+        "workload": {"file": os.path.basename(args.bench_file), "characters": sum(len(t) for t in texts),
+                     "texts": len(texts), "max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
+                     "threads": args.threads, "repeats": args.repeats,
+                     "models": args.from_msra_run or "bert-base-chinese shape, random weights",
+                     "timed": "text -> entities incl. tokenization; load and warm-up excluded; median"},
+        "hardware": hardware(),
+        "command": "python " + " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    utils.write_json(args.output, result)
+    print(f"{result['workload']['characters']} characters, {args.threads} threads, {result['hardware']}")
+    print(f"{'path':42s} {'seconds':>8s} {'vs dygraph':>11s} {'vs static':>10s}")
+    for row in rows:
+        print(f"{row['name']:42s} {row['seconds']:8.2f} {row['speedup_vs_dynamic_teacher']:10.2f}x "
+              f"{row['speedup_vs_static_teacher']:9.2f}x")
+    return result
 
 
 if __name__ == "__main__":

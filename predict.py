@@ -29,12 +29,16 @@ def parse_args(argv=None):
                         help="window length (default: the model's, from model_info.json)")
     parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="device")
-    parser.add_argument("--threads", type=int, default=2, help="CPU math threads (static models)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU math threads (static and ONNX models)")
+    parser.add_argument("--backend", choices=["paddle", "onnxruntime"], default="paddle",
+                        help="paddle: Paddle Inference (static) or dygraph; onnxruntime: a quantize_model.py directory")
+    parser.add_argument("--precision", choices=["int8", "fp32"], default="int8",
+                        help="which ONNX model of a quantize_model.py directory to run (--backend onnxruntime)")
     return parser.parse_args(argv)
 
 
-def load_predictor(model_dir, device="cpu", threads=2):
-    """Return (logits_fn, tokenizer, info) for a static export or a dygraph model directory."""
+def load_predictor(model_dir, device="cpu", threads=2, backend="paddle", precision="int8"):
+    """Return (logits_fn, tokenizer, info) for a static export, an ONNX (INT8) directory or a dygraph model dir."""
     if model_dir.endswith(".json") or os.path.isfile(model_dir + ".json"):
         prefix = model_dir[:-5] if model_dir.endswith(".json") else model_dir
         model_dir = os.path.dirname(os.path.abspath(prefix))
@@ -43,6 +47,11 @@ def load_predictor(model_dir, device="cpu", threads=2):
     info = utils.read_model_info(model_dir)
     if info is None:
         raise UserError(f"{model_dir}: no {utils.INFO_NAME}; give an exported or trained model directory")
+    if backend == "onnxruntime" or info.get("kind") == "onnx":
+        if info.get("kind") != "onnx":
+            raise UserError(f"{model_dir}: --backend onnxruntime needs a quantize_model.py output directory")
+        path = os.path.join(model_dir, info["onnx_int8" if precision == "int8" else "onnx_fp32"])
+        return utils.onnx_logits_fn(path, threads), utils.load_tokenizer(model_dir), info
     if info.get("kind") == "static":
         prefix = prefix or os.path.join(model_dir, info["prefix"])
         return utils.static_logits_fn(prefix, device=device, threads=threads, mkldnn=device == "cpu"), \
@@ -72,7 +81,7 @@ def read_texts(args):
 def main(args):
     if args.batch_size <= 0:
         raise UserError(f"--batch_size must be positive, got {args.batch_size}")
-    logits_fn, tokenizer, info = load_predictor(args.model_dir, args.device, args.threads)
+    logits_fn, tokenizer, info = load_predictor(args.model_dir, args.device, args.threads, args.backend, args.precision)
     max_seq_length = args.max_seq_length or info.get("max_seq_length", 128)
     if max_seq_length < 3:
         raise UserError(f"--max_seq_length must be at least 3, got {max_seq_length}")

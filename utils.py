@@ -979,3 +979,49 @@ def static_logits_fn(prefix, device="cpu", threads=2, mkldnn=False):
 def describe_args(args):
     return " ".join(f"{k}={v}" for k, v in args_to_dict(args).items())
 
+
+
+# --------------------------------------------------------------------------- ONNX Runtime (INT8)
+
+
+def export_onnx(prefix, onnx_path, opset=14):
+    """Convert a static Paddle model (PREFIX.json/.pdiparams) to ONNX with paddle2onnx.
+
+    ``optimize_tool="onnxoptimizer"``: paddle2onnx's default (Polygraphy) sets POLYGRAPHY_AUTOINSTALL_DEPS=1 and
+    pip-installs onnx-graphsurgeon at run time, which pulls NumPy 2 into this NumPy-1 stack. ONNX Runtime does
+    the constant folding itself when it loads the model."""
+    import paddle2onnx
+
+    model_file, params_file = static_paths(prefix)
+    paddle2onnx.export(model_file, params_file, onnx_path, opset_version=opset, enable_onnx_checker=True,
+                       optimize_tool="onnxoptimizer")
+    return onnx_path
+
+
+def quantize_onnx(fp32_path, int8_path):
+    """ONNX Runtime dynamic quantization: INT8 weights (per channel) for MatMul, activations quantized on the fly."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(fp32_path, int8_path, weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"])
+    return int8_path
+
+
+def onnx_logits_fn(path, threads=2):
+    """ONNX Runtime CPU session as numpy in → numpy logits out."""
+    import onnxruntime as ort
+
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: ONNX model not found")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # no warnings about unused initializers from paddle2onnx
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(input_ids):
+        return session.run(None, {name: np.ascontiguousarray(input_ids, dtype="int64")})[0]
+
+    return run

@@ -142,3 +142,23 @@ def test_demo_script_runs_help():
     for script in ("run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py", "predict.py"):
         out = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "--" in out.stdout, script
+
+
+def test_int8_model_loads_and_labels_like_fp32(chain, tmp_path, capsys):
+    import quantize_model
+
+    static_dir = os.path.join(chain["root"], "export", "static")
+    result = quantize_model.main(quantize_model.parse_args(
+        ["--model_dir", static_dir, "--output_dir", str(tmp_path / "int8"),
+         "--data_file", os.path.join(chain["data_dir"], "test.tsv")]))
+    assert os.path.isfile(result["onnx_int8"]) and abs(result["f1_change_points"]) < 5.0
+    text = "三月五日，王伟在北京的人民银行会见了李娜。"
+    int8 = predict.main(predict.parse_args(["--model_dir", str(tmp_path / "int8"), "--backend", "onnxruntime",
+                                            "--text", text]))
+    fp32 = predict.main(predict.parse_args(["--model_dir", str(tmp_path / "int8"), "--backend", "onnxruntime",
+                                            "--precision", "fp32", "--text", text]))
+    static = predict.main(predict.parse_args(["--model_dir", static_dir, "--text", text]))
+    assert fp32 == static  # the ONNX conversion itself changes nothing
+    assert int8[0] and all(text[e["start"]:e["end"]] == e["text"] for e in int8[0])
+    with pytest.raises(utils.UserError, match="needs a quantize_model.py output directory"):
+        predict.main(predict.parse_args(["--model_dir", static_dir, "--backend", "onnxruntime", "--text", text]))

@@ -1,0 +1,70 @@
+"""predict.py's text handling with a fake model: offsets on mixed text, long texts, output schema."""
+import io
+import json
+
+import numpy as np
+
+import predict
+import utils
+
+LABELS = ["O", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+
+
+class FakeTokenizer:
+    class vocab:
+        token_to_idx = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("公司北京在年月a1"))}
+
+    unk_token, cls_token, sep_token, pad_token, do_lower_case = "[UNK]", "[CLS]", "[SEP]", "[PAD]", True
+
+
+def rule_model(encoder, margin=0):
+    """'公' 'sets' B-ORG, '司' I-ORG; '北' B-LOC, '京' I-LOC; the ``margin`` tokens at window edges are O."""
+    ids = encoder.token_to_id
+    rule = {ids["公"]: 1, ids["司"]: 2, ids["北"]: 3, ids["京"]: 4}
+
+    def run(input_ids):
+        logits = np.zeros(input_ids.shape + (len(LABELS),), dtype="float32")
+        logits[..., 0] = 0.5
+        for row, seq in enumerate(input_ids):
+            n = int((seq > 3).sum() + (seq == 1).sum())
+            for pos in range(1, n + 1):
+                if margin <= pos - 1 < n - margin and int(seq[pos]) in rule:
+                    logits[row, pos, rule[int(seq[pos])]] = 1.0
+        return logits
+    return run
+
+
+def test_offsets_on_mixed_text():
+    enc = utils.CharEncoder(FakeTokenizer)
+    text = "Ａpple公司 2024年在北京，ｘ１ 北京 abc公司"
+    [entities] = utils.predict_entities(rule_model(enc), [text], enc, LABELS, max_seq_length=64, batch_size=4)
+    assert [(e["type"], e["text"]) for e in entities] == [("ORG", "公司"), ("LOC", "北京"), ("LOC", "北京"), ("ORG", "公司")]
+    for e in entities:
+        assert text[e["start"]:e["end"]] == e["text"]
+    assert entities[0]["start"] == text.index("公司")
+
+
+def test_long_text_entities_near_window_edges_survive():
+    enc = utils.CharEncoder(FakeTokenizer)
+    text = ("在" * 7 + "北京" + "在" * 5 + "公司") * 40 + "在" * 3  # 643 characters, windows of 14
+    [entities] = utils.predict_entities(rule_model(enc, margin=3), [text], enc, LABELS, max_seq_length=16,
+                                        batch_size=8)
+    assert len(entities) == 80
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+
+
+def test_predict_json_lines_schema_and_empty_lines(monkeypatch, capsys, tmp_path):
+    enc = utils.CharEncoder(FakeTokenizer)
+    monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: (rule_model(enc), FakeTokenizer,
+                                                                      {"labels": LABELS, "max_seq_length": 32}))
+    path = tmp_path / "in.txt"
+    path.write_text("北京公司\n\n在\n", encoding="utf-8")
+    predict.main(predict.parse_args(["--model_dir", "x", "--input_file", str(path)]))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["北京公司", "", "在"]
+    assert lines[0]["entities"] == [{"type": "LOC", "text": "北京", "start": 0, "end": 2},
+                                    {"type": "ORG", "text": "公司", "start": 2, "end": 4}]
+    assert lines[1]["entities"] == [] and lines[2]["entities"] == []
+    monkeypatch.setattr("sys.stdin", io.StringIO("北京\n"))
+    predict.main(predict.parse_args(["--model_dir", "x", "--format", "plain"]))
+    assert "LOC\t0\t2\t北京" in capsys.readouterr().out
