@@ -10,8 +10,6 @@ import argparse
 import os
 import time
 
-import numpy as np
-
 import utils
 from utils import UserError, logger
 
@@ -22,13 +20,6 @@ def parse_args(argv=None):
                                       "vocab.txt and optionally weights (none: random init)")
     utils.add_training_args(parser, lr=2e-5, epochs=3)
     return parser.parse_args(argv)
-
-
-def train_loop_setup(args, rank, world_size, features, encoder):
-    """Shared by stages 1 and 2: batch sampler over the training windows and the step count."""
-    sampler = utils.make_batch_sampler([len(ids) for ids, _ in features], args.batch_size, args.seed)
-    steps = utils.total_steps(args, len(sampler))
-    return sampler, steps
 
 
 def main(args):
@@ -60,59 +51,40 @@ def main(args):
                 " ".join(f"{k} {v}" for k, v in versions.items()))
 
     features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
-    sampler, num_steps = train_loop_setup(args, rank, world_size, features, encoder)
-    optimizer, scheduler = utils.make_optimizer(model.parameters(), model.named_parameters(), args, num_steps)
+    sampler, num_steps = utils.training_sampler(args, features)
+    optimizer = utils.make_optimizer(model.parameters(), model.named_parameters(), args, num_steps)
     train_model = paddle.DataParallel(model) if world_size > 1 else model
 
     best_dir = os.path.join(args.output_dir, "model_best")
-    best = {"f1": -1.0}
-    curve = []
+    utils.recover_directory(best_dir)
+    state = {"best": {"f1": -1.0, "step": None}, "curve": []}
 
     def run_dev(step, epoch):
         model.eval()
         scores = utils.evaluate(utils.dynamic_logits_fn(model), data["dev"], encoder, label_list,
                                 args.max_seq_length, args.batch_size)
         model.train()
-        point = {"step": step, "epoch": round(epoch, 3), "dev": scores}
-        curve.append(point)
-        improved = scores["f1"] > best["f1"]
+        state["curve"].append({"step": step, "epoch": round(epoch, 3), "dev": scores})
+        improved = scores["f1"] > state["best"]["f1"]
         logger.info("dev step %d epoch %.2f | P %.4f R %.4f F1 %.4f%s", step, epoch, scores["precision"],
                     scores["recall"], scores["f1"], " | new best, saved" if improved else "")
         if improved:
-            best.update(f1=scores["f1"], step=step)
+            state["best"] = {"f1": scores["f1"], "step": step}
             metrics = {"step": step, "epoch": round(epoch, 3), "dev": scores}
-            utils.save_model_dir(best_dir, model.bert.config, model.state_dict(), tokenizer, teacher_info(args, label_list),
-                                 metrics, utils.args_to_dict(args))
+            utils.save_model_dir(best_dir, model.bert.config, model.state_dict(), tokenizer,
+                                 teacher_info(args, label_list), metrics, utils.args_to_dict(args))
 
-    step, epoch_index, losses = 0, 0, []
-    timer = utils.StepTimer()
+    def step_fn(input_ids, labels):
+        logits = train_model(paddle.to_tensor(input_ids))
+        loss = F.cross_entropy(logits, paddle.to_tensor(labels), ignore_index=utils.IGNORE_INDEX)
+        loss.backward()
+        return {"loss": float(loss)}
+
     model.train()
-    while step < num_steps:
-        sampler.set_epoch(epoch_index)
-        for batch in sampler:
-            input_ids, labels = utils.collate([features[i] for i in batch], encoder)
-            logits = train_model(paddle.to_tensor(input_ids))
-            loss = F.cross_entropy(logits, paddle.to_tensor(labels), ignore_index=utils.IGNORE_INDEX)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.clear_grad()
-            step += 1
-            losses.append(float(loss))
-            epoch = epoch_index + (step - epoch_index * len(sampler)) / max(1, len(sampler))
-            if step % args.logging_steps == 0 or step == num_steps:
-                elapsed = timer.lap()
-                logger.info("step %d/%d epoch %.2f | loss %.4f | lr %.2e | %.3f s/step", step, num_steps, epoch,
-                            float(np.mean(losses)), optimizer.get_lr(), elapsed / max(1, len(losses)))
-                losses = []
-            if step % args.save_steps == 0 or step == num_steps:
-                if rank == 0:
-                    run_dev(step, epoch)
-                utils.barrier(world_size)
-                timer.lap()  # evaluation time is not training time
-            if step >= num_steps:
-                break
-        epoch_index += 1
+    utils.train_loop(args, sampler=sampler, features=features, encoder=encoder, num_steps=num_steps,
+                     optimizer=optimizer, step_fn=step_fn, run_dev=run_dev, model=model, state=state, rank=rank,
+                     world_size=world_size)
+    best, curve = state["best"], state["curve"]
 
     result = {"best_step": best.get("step"), "best_dev_f1": best["f1"], "model_dir": best_dir, "curve": curve}
     if rank == 0:

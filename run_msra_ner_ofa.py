@@ -17,7 +17,6 @@ import time
 import numpy as np
 
 import utils
-from run_msra_ner import train_loop_setup
 from utils import UserError, logger
 
 
@@ -85,15 +84,18 @@ def main(args):
                 " ".join(f"{k} {v}" for k, v in versions.items()))
 
     # 1. importance on dev, reorder heads and neurons of the student (the function is unchanged)
-    dev_features = utils.train_features(data["dev"], utils.CharEncoder(tokenizer), label_to_id, args.max_seq_length)
-    dev_batches = [utils.collate(dev_features[i:i + args.batch_size], encoder)
-                   for i in range(0, len(dev_features), args.batch_size)]
-    if args.importance_batches > 0:
-        dev_batches = dev_batches[:args.importance_batches]
-    head_importance, neuron_importance = utils.compute_head_neuron_importance(student, dev_batches)
-    utils.reorder_heads_neurons(student, head_importance, neuron_importance)
-    logger.info("reordered heads/neurons by importance on %d dev batches; layer 0 head order %s", len(dev_batches),
-                np.argsort(-head_importance[0], kind="stable").tolist())
+    if args.resume and os.path.isfile(os.path.join(args.output_dir, utils.CHECKPOINT_DIR, "trainer_state.json")):
+        logger.info("resuming: the checkpoint's weights already carry the importance order")
+    else:
+        dev_features = utils.train_features(data["dev"], encoder, label_to_id, args.max_seq_length)
+        dev_batches = [utils.collate(dev_features[i:i + args.batch_size], encoder)
+                       for i in range(0, len(dev_features), args.batch_size)]
+        if args.importance_batches > 0:
+            dev_batches = dev_batches[:args.importance_batches]
+        head_importance, neuron_importance = utils.compute_head_neuron_importance(student, dev_batches)
+        utils.reorder_heads_neurons(student, head_importance, neuron_importance)
+        logger.info("reordered heads/neurons by importance on %d dev batches; layer 0 head order %s",
+                    len(dev_batches), np.argsort(-head_importance[0], kind="stable").tolist())
 
     # 2. supernet
     if world_size > 1:
@@ -106,12 +108,12 @@ def main(args):
     teacher.eval()
 
     features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
-    sampler, num_steps = train_loop_setup(args, rank, world_size, features, encoder)
-    optimizer, scheduler = utils.make_optimizer(ofa_model.model.parameters(), ofa_model.model.named_parameters(), args,
-                                                num_steps)
+    sampler, num_steps = utils.training_sampler(args, features)
+    optimizer = utils.make_optimizer(ofa_model.model.parameters(), ofa_model.model.named_parameters(), args, num_steps)
 
-    best = {w: {"f1": -1.0} for w in widths}
-    curve = []
+    for width in widths:
+        utils.recover_directory(width_dir(args.output_dir, width))
+    state = {"best": {str(w): {"f1": -1.0, "step": None} for w in widths}, "curve": []}
 
     def run_dev(step, epoch):
         ofa_model.model.eval()
@@ -121,56 +123,40 @@ def main(args):
             scores = utils.evaluate(utils.dynamic_logits_fn(ofa_model), data["dev"], encoder, label_list,
                                     args.max_seq_length, args.batch_size)
             point[str(width)] = scores["f1"]
-            if scores["f1"] > best[width]["f1"]:
-                best[width] = {"f1": scores["f1"], "step": step}
+            if scores["f1"] > state["best"][str(width)]["f1"]:
+                state["best"][str(width)] = {"f1": scores["f1"], "step": step}
                 sub_info = {"kind": "supernet", "labels": label_list, "max_seq_length": args.max_seq_length,
                             "width_mult_list": widths, "width_mult": width, "teacher": args.model_name_or_path}
                 metrics = {"width_mult": width, "step": step, "epoch": round(epoch, 3), "dev": scores}
                 utils.save_model_dir(width_dir(args.output_dir, width), config, utils.supernet_state_dict(ofa_model),
                                      tokenizer, sub_info, metrics, utils.args_to_dict(args))
-        curve.append(point)
+        state["curve"].append(point)
         ofa_model.model.train()
-        logger.info("dev step %d epoch %.2f | F1 %s", step, epoch,
-                    " ".join(f"w{w}={point[str(w)]:.4f}{'*' if best[w].get('step') == step else ''}" for w in widths))
+        logger.info("dev step %d epoch %.2f | F1 %s", step, epoch, " ".join(
+            f"w{w}={point[str(w)]:.4f}{'*' if state['best'][str(w)]['step'] == step else ''}" for w in widths))
 
-    step, epoch_index, log = 0, 0, {"loss": [], "logit": [], "rep": []}
-    timer = utils.StepTimer()
+    def step_fn(input_ids, labels):
+        """Teacher once, then every width (widest first); gradients accumulate over the widths."""
+        input_ids = paddle.to_tensor(input_ids)
+        mask = paddle.to_tensor(labels != utils.IGNORE_INDEX)
+        with paddle.no_grad():
+            teacher_out = teacher(input_ids, output_hidden_states=True, return_dict=True)
+        totals = {"loss": 0.0, "logit": 0.0, "rep": 0.0}
+        for width in widths:
+            utils.set_supernet_width(ofa_model, width)
+            student_out = ofa_model(input_ids, output_hidden_states=True, return_dict=True)
+            loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, args)
+            loss.backward()
+            for key, value in (("loss", float(loss)), ("logit", logit_loss), ("rep", rep_loss)):
+                totals[key] += value / len(widths)
+        return totals
+
     ofa_model.model.train()
-    while step < num_steps:
-        sampler.set_epoch(epoch_index)
-        for batch in sampler:
-            input_ids, labels = utils.collate([features[i] for i in batch], encoder)
-            input_ids = paddle.to_tensor(input_ids)
-            mask = paddle.to_tensor(labels != utils.IGNORE_INDEX)
-            with paddle.no_grad():
-                teacher_out = teacher(input_ids, output_hidden_states=True, return_dict=True)
-            for width in widths:
-                utils.set_supernet_width(ofa_model, width)
-                student_out = ofa_model(input_ids, output_hidden_states=True, return_dict=True)
-                loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, args)
-                loss.backward()
-                log["loss"].append(float(loss))
-                log["logit"].append(logit_loss)
-                log["rep"].append(rep_loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.clear_grad()
-            step += 1
-            epoch = epoch_index + (step - epoch_index * len(sampler)) / max(1, len(sampler))
-            if step % args.logging_steps == 0 or step == num_steps:
-                n_steps = len(log["loss"]) / len(widths)
-                logger.info("step %d/%d epoch %.2f | loss %.4f (logit %.4f rep %.4f) | lr %.2e | %.3f s/step", step,
-                            num_steps, epoch, np.mean(log["loss"]), np.mean(log["logit"]), np.mean(log["rep"]),
-                            optimizer.get_lr(), timer.lap() / max(1, n_steps))
-                log = {k: [] for k in log}
-            if step % args.save_steps == 0 or step == num_steps:
-                if rank == 0:
-                    run_dev(step, epoch)
-                utils.barrier(world_size)
-                timer.lap()  # evaluation time is not training time
-            if step >= num_steps:
-                break
-        epoch_index += 1
+    utils.train_loop(args, sampler=sampler, features=features, encoder=encoder, num_steps=num_steps,
+                     optimizer=optimizer, step_fn=step_fn, run_dev=run_dev, model=ofa_model.model, state=state,
+                     rank=rank, world_size=world_size)
+    best = {w: state["best"][str(w)] for w in widths}
+    curve = state["curve"]
 
     summary = {"teacher": args.model_name_or_path, "widths": {}, "curve": curve}
     if rank == 0:

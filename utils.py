@@ -123,6 +123,8 @@ def add_training_args(parser, lr, epochs):
     parser.add_argument("--logging_steps", type=int, default=100, help="log one line every N steps")
     parser.add_argument("--save_steps", type=int, default=500, help="evaluate on dev (and keep the best) every N steps")
     parser.add_argument("--output_dir", required=True, help="where the best model(s) and metrics go")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/checkpoint/ (weights, optimizer, scheduler, step, best so far)")
 
 
 def validate_common_args(args):
@@ -652,6 +654,7 @@ def load_teacher_start(name_or_dir, num_labels, label_list):
 
 def load_model_dir(model_dir, expect_kinds):
     """Load a directory written by this project: (model, tokenizer, info). ``expect_kinds``: allowed kinds."""
+    recover_directory(model_dir)
     if not os.path.isdir(model_dir):
         raise UserError(f"{model_dir}: model directory not found")
     info = read_model_info(model_dir)
@@ -692,12 +695,33 @@ def save_model_dir(path, config, state_dict, tokenizer, info, metrics=None, args
         write_json(os.path.join(tmp, "metrics.json"), metrics)
     if args is not None:
         write_json(os.path.join(tmp, "args.json"), args)
+    swap_into_place(tmp, path)
+
+
+def swap_into_place(tmp, path):
+    """Replace directory ``path`` by the complete directory ``tmp``. The only moment ``path`` is absent is
+    between two renames; :func:`recover_directory` puts the old one back if a crash hits exactly there."""
     old = f"{path}.old{os.getpid()}"
     if os.path.exists(path):
         os.rename(path, old)
     os.rename(tmp, path)
     if os.path.exists(old):
         shutil.rmtree(old)
+
+
+def recover_directory(path):
+    """After an interrupted save: restore ``path`` from ``path.old*`` if it is missing; drop ``path.tmp*``."""
+    parent, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return
+    leftovers = [n for n in os.listdir(parent) if n.startswith(name + ".old") or n.startswith(name + ".tmp")]
+    for leftover in sorted(leftovers):
+        full = os.path.join(parent, leftover)
+        if leftover.startswith(name + ".old") and not os.path.exists(path):
+            os.rename(full, path)
+            logger.warning("restored %s from an interrupted save", path)
+        elif os.path.isdir(full):
+            shutil.rmtree(full)
 
 
 def check_output_dir_writable(path):
@@ -717,9 +741,14 @@ def make_optimizer(model_params, named_params, args, num_training_steps):
 
     scheduler = LinearDecayWithWarmup(args.learning_rate, num_training_steps, args.warmup_proportion)
     decay = {p.name for n, p in named_params if not any(nd in n for nd in ("bias", "norm"))}
-    optimizer = paddle.optimizer.AdamW(learning_rate=scheduler, parameters=model_params,
-                                       weight_decay=args.weight_decay, apply_decay_param_fun=lambda n: n in decay)
-    return optimizer, scheduler
+    return paddle.optimizer.AdamW(learning_rate=scheduler, parameters=model_params,
+                                  weight_decay=args.weight_decay, apply_decay_param_fun=lambda n: n in decay)
+
+
+def training_sampler(args, features):
+    """Length-bucketed (distributed) batches over the training windows, and the number of optimizer steps."""
+    sampler = make_batch_sampler([len(ids) for ids, _ in features], args.batch_size, args.seed)
+    return sampler, total_steps(args, len(sampler))
 
 
 def total_steps(args, batches_per_epoch):
@@ -730,6 +759,110 @@ def total_steps(args, batches_per_epoch):
 
 def count_parameters(model):
     return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
+
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def save_checkpoint(output_dir, model, optimizer, trainer_state):
+    """Weights, optimizer (with its LR scheduler) and the loop's state, swapped into OUTPUT_DIR/checkpoint/."""
+    import paddle
+
+    path = os.path.join(output_dir, CHECKPOINT_DIR)
+    tmp = f"{path}.tmp{os.getpid()}"
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    paddle.save(model.state_dict(), os.path.join(tmp, "model.pdparams"))
+    paddle.save(_portable_optimizer_state(model, optimizer.state_dict(), to_portable=True),
+                os.path.join(tmp, "optimizer.pdopt"))
+    write_json(os.path.join(tmp, "trainer_state.json"), trainer_state)
+    swap_into_place(tmp, path)
+
+
+def _portable_optimizer_state(model, state, to_portable):
+    """Optimizer state keys start with Paddle's generated parameter names (``embedding_27.w_0_moment1_0``),
+    which differ between processes; store them by the parameter's position in ``model.parameters()``."""
+    names = [p.name for p in model.parameters()]
+    mapping = {name: f"param{i:05d}" for i, name in enumerate(names)}
+    if not to_portable:
+        mapping = {v: k for k, v in mapping.items()}
+    ordered = sorted(mapping, key=len, reverse=True)
+    out = {}
+    for key, value in state.items():
+        prefix = next((name for name in ordered if key.startswith(name + "_") or key == name), None)
+        if isinstance(value, dict) and key == "master_weights":
+            value = {mapping.get(k, k): v for k, v in value.items()}
+        out[mapping[prefix] + key[len(prefix):] if prefix else key] = value
+    return out
+
+
+def load_checkpoint(output_dir, model, optimizer):
+    """Restore what :func:`save_checkpoint` wrote; returns the trainer state, or None if there is none."""
+    import paddle
+
+    path = os.path.join(output_dir, CHECKPOINT_DIR)
+    recover_directory(path)
+    if not os.path.isfile(os.path.join(path, "trainer_state.json")):
+        return None
+    model.set_state_dict(paddle.load(os.path.join(path, "model.pdparams")))
+    optimizer.set_state_dict(_portable_optimizer_state(model, paddle.load(os.path.join(path, "optimizer.pdopt")),
+                                                       to_portable=False))
+    return read_json(os.path.join(path, "trainer_state.json"))
+
+
+def train_loop(args, *, sampler, features, encoder, num_steps, optimizer, step_fn, run_dev, model, state, rank,
+               world_size):
+    """The training loop both stages share.
+
+    ``step_fn(input_ids, labels) -> {name: float}`` does forward and backward; this loop steps the optimizer and
+    its scheduler, logs one line per --logging_steps, and every --save_steps calls ``run_dev(step, epoch)`` and
+    writes a checkpoint (``model`` weights, optimizer, step and the JSON-able ``state``). With --resume it
+    continues from that checkpoint. Dropout is seeded from (seed, step), so a resumed run on the CPU repeats the
+    uninterrupted one exactly."""
+    import paddle
+
+    step = 0
+    if getattr(args, "resume", False):
+        restored = load_checkpoint(args.output_dir, model, optimizer)
+        if restored is None:
+            logger.warning("--resume: no checkpoint in %s; starting at step 0", args.output_dir)
+        else:
+            step = restored["step"]
+            state.update(restored["state"])
+            logger.info("resumed from %s at step %d", os.path.join(args.output_dir, CHECKPOINT_DIR), step)
+    per_epoch = max(1, len(sampler))
+    timer, logs, since_log = StepTimer(), {}, 0
+    while step < num_steps:
+        epoch_index, skip = divmod(step, per_epoch)
+        sampler.set_epoch(epoch_index)
+        for k, batch in enumerate(sampler):
+            if k < skip:
+                continue
+            paddle.seed(args.seed * 1000003 + step)
+            input_ids, labels = collate([features[i] for i in batch], encoder)
+            for key, value in step_fn(input_ids, labels).items():
+                logs.setdefault(key, []).append(value)
+            optimizer.step()
+            optimizer._learning_rate.step()  # the LinearDecayWithWarmup scheduler
+            optimizer.clear_grad()
+            step += 1
+            since_log += 1
+            epoch = step / per_epoch
+            if step % args.logging_steps == 0 or step == num_steps:
+                values = " ".join(f"{key} {np.mean(v):.4f}" for key, v in logs.items())
+                logger.info("step %d/%d epoch %.2f | %s | lr %.2e | %.3f s/step", step, num_steps, epoch, values,
+                            optimizer.get_lr(), timer.lap() / since_log)
+                logs, since_log = {}, 0
+            if step % args.save_steps == 0 or step == num_steps:
+                if rank == 0:
+                    run_dev(step, epoch)
+                    save_checkpoint(args.output_dir, model, optimizer, {"step": step, "state": state})
+                barrier(world_size)
+                timer.lap()  # evaluation time is not training time
+            if step >= num_steps:
+                break
+    return step
 
 
 class StepTimer:
