@@ -86,6 +86,8 @@ def main(args):
     if max_seq_length < 3:
         raise UserError(f"--max_seq_length must be at least 3, got {max_seq_length}")
     texts = read_texts(args)
+    if not texts:
+        raise UserError(f"{args.input_file or 'standard input'}: no text to label (empty input)")
     results = utils.predict_entities(logits_fn, texts, utils.CharEncoder(tokenizer), info["labels"],
                                      max_seq_length, args.batch_size)
     for text, entities in zip(texts, results):

@@ -44,6 +44,7 @@ def main(args):
         raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the model's {max_positions} positions")
     if rank == 0:
         utils.check_output_dir_writable(args.output_dir)
+        utils.check_free_space(args.output_dir, utils.count_parameters(model), copies=5)
     logger.info("teacher: %s | %d parameters | labels %s", origin, utils.count_parameters(model), " ".join(label_list))
     logger.info("data: train %d, dev %d (%s), test %d sentences | %s", len(data["train"]), len(data["dev"]),
                 data["dev_source"], len(data["test"]), args.data_dir or "PaddleNLP msra_ner")

@@ -11,6 +11,7 @@ into an OFA supernet; every training step runs the teacher once and each width (
 OUTPUT_DIR/model_<width>/. At the end each width's best is scored on test; OUTPUT_DIR/summary.json lists both.
 """
 import argparse
+import contextlib
 import os
 import time
 
@@ -74,6 +75,7 @@ def main(args):
     data = utils.load_splits(args, label_list=label_list)
     if rank == 0:
         utils.check_output_dir_writable(args.output_dir)
+        utils.check_free_space(args.output_dir, utils.count_parameters(teacher), copies=4 + len(widths))
     encoder = utils.CharEncoder(tokenizer)
     label_to_id = {label: i for i, label in enumerate(label_list)}
     logger.info("teacher: %s | %d parameters | widths %s", args.model_name_or_path, utils.count_parameters(teacher),
@@ -98,9 +100,7 @@ def main(args):
                     len(dev_batches), np.argsort(-head_importance[0], kind="stable").tolist())
 
     # 2. supernet
-    if world_size > 1:
-        student = paddle.DataParallel(student)
-    ofa_model = utils.build_supernet(student, widths)
+    ofa_model = utils.build_supernet(student, widths, data_parallel=world_size > 1)
     for width in widths:
         heads, neurons = utils.set_supernet_width(ofa_model, width)
         logger.info("width %s keeps %d/%d heads and %d/%d FFN neurons per layer", width, heads,
@@ -142,11 +142,14 @@ def main(args):
         with paddle.no_grad():
             teacher_out = teacher(input_ids, output_hidden_states=True, return_dict=True)
         totals = {"loss": 0.0, "logit": 0.0, "rep": 0.0}
-        for width in widths:
+        for i, width in enumerate(widths):
             utils.set_supernet_width(ofa_model, width)
-            student_out = ofa_model(input_ids, output_hidden_states=True, return_dict=True)
-            loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, args)
-            loss.backward()
+            # Data-parallel: accumulate locally, all-reduce once with the last width's backward
+            local = world_size > 1 and i < len(widths) - 1
+            with ofa_model.model.no_sync() if local else contextlib.nullcontext():
+                student_out = ofa_model(input_ids, output_hidden_states=True, return_dict=True)
+                loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, args)
+                loss.backward()
             for key, value in (("loss", float(loss)), ("logit", logit_loss), ("rep", rep_loss)):
                 totals[key] += value / len(widths)
         return totals

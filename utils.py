@@ -724,8 +724,35 @@ def recover_directory(path):
             shutil.rmtree(full)
 
 
+def check_free_space(path, parameters, copies):
+    """Fail before training if the disk cannot hold ``copies`` float32 copies of the model (best models,
+    checkpoint weights, optimizer moments) -- not an hour later, at the first save."""
+    needed = parameters * 4 * copies
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(os.path.abspath(probe))
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise UserError(f"{path}: {free / 2**20:.0f} MiB free on disk, the run needs about {needed / 2**20:.0f} MiB")
+    return free
+
+
+def weights_checksum(model):
+    """A short hash of all parameters (to check that data-parallel processes hold the same weights)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name, param in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(param.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def check_output_dir_writable(path):
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{path}: cannot create the output directory ({error.strerror})") from None
     probe = os.path.join(path, f".write_test{os.getpid()}")
     try:
         with open(probe, "w") as handle:
@@ -862,6 +889,8 @@ def train_loop(args, *, sampler, features, encoder, num_steps, optimizer, step_f
                 timer.lap()  # evaluation time is not training time
             if step >= num_steps:
                 break
+    if world_size > 1:  # every process says what it holds; DataParallel keeps them identical
+        print(f"rank {rank}: step {step} weights checksum {weights_checksum(model)}", file=sys.stderr, flush=True)
     return step
 
 
@@ -972,11 +1001,12 @@ def validate_width_list(widths):
     return sorted(widths, reverse=True)
 
 
-def build_supernet(model, width_mult_list):
+def build_supernet(model, width_mult_list, data_parallel=False):
     """Convert a (reordered) BERT token classifier into a PaddleSlim OFA width supernet, keeping its weights.
 
     The encoder's Linear/LayerNorm layers become PaddleSlim super layers (in place); the returned ``OFA``
-    wraps the whole model and routes the per-width config (:func:`set_supernet_width`) to them."""
+    wraps the whole model and routes the per-width config (:func:`set_supernet_width`) to them. With
+    ``data_parallel`` the converted model is wrapped in ``paddle.DataParallel`` inside the OFA."""
     from paddleslim.nas.ofa import OFA
     from paddleslim.nas.ofa.convert_super import Convert, supernet
     from paddleslim.nas.ofa.utils import set_state_dict
@@ -988,9 +1018,12 @@ def build_supernet(model, width_mult_list):
         layer.self_attn.full_num_heads = layer.self_attn.num_heads
     state = model.state_dict()
     # Only the encoder is elastic: embeddings, pooler and classifier stay plain Paddle layers.
-    plain = model._layers if hasattr(model, "_layers") else model
-    Convert(supernet(expand_ratio=sorted(width_mult_list))).convert(plain.bert.encoder)
+    Convert(supernet(expand_ratio=sorted(width_mult_list))).convert(model.bert.encoder)
     set_state_dict(model, state)
+    if data_parallel:  # after Convert, so that DataParallel all-reduces the super layers' parameters
+        import paddle
+
+        model = paddle.DataParallel(model)
     return OFA(model)
 
 

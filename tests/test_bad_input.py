@@ -133,3 +133,30 @@ def test_command_line_error_is_one_line_exit_2(tmp_path, tiny_demo):
     assert len(errors) == 1 and "train.tsv:1: 2 characters but 1 labels" in errors[0]
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_disk_too_small_fails_before_training(tmp_path, tiny_demo, monkeypatch):
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(utils.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(utils.UserError, match="MiB free on disk, the run needs about"):
+        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(tmp_path / "o")))
+    assert not (tmp_path / "o" / "model_best").exists()
+
+
+def test_unwritable_output_dir(tmp_path, tiny_demo):
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(utils.UserError, match="not writable"):
+        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(locked / "o")))
+
+
+def test_unwritable_output_dir_as_file_parent(tmp_path, tiny_demo):
+    """An output dir below a regular file cannot be created: a clear error, before training."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(utils.UserError, match="cannot create the output directory"):
+        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(blocker / "o")))

@@ -68,3 +68,27 @@ def test_predict_json_lines_schema_and_empty_lines(monkeypatch, capsys, tmp_path
     monkeypatch.setattr("sys.stdin", io.StringIO("北京\n"))
     predict.main(predict.parse_args(["--model_dir", "x", "--format", "plain"]))
     assert "LOC\t0\t2\t北京" in capsys.readouterr().out
+
+
+def test_empty_input_file_is_an_error(monkeypatch, tmp_path):
+    import pytest
+
+    enc = utils.CharEncoder(FakeTokenizer)
+    monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: (rule_model(enc), FakeTokenizer,
+                                                                      {"labels": LABELS, "max_seq_length": 32}))
+    path = tmp_path / "empty.txt"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(utils.UserError, match="no text to label"):
+        predict.main(predict.parse_args(["--model_dir", "x", "--input_file", str(path)]))
+
+
+def test_100k_character_line_and_control_characters():
+    enc = utils.CharEncoder(FakeTokenizer)
+    text = ("\x00北京\t\u200b公司 " * 12500)  # 100,000 characters with control and zero-width characters
+    assert len(text) == 100000
+    [ids] = [enc.encode(list(text))]
+    assert len(ids) == 100000
+    [pred] = utils.predict_label_ids(rule_model(enc), [ids], enc, max_seq_length=128, batch_size=64)
+    assert len(pred) == 100000
+    [entities] = utils.predict_entities(rule_model(enc), [text], enc, LABELS, 128, 64)
+    assert len(entities) == 25000 and all(text[e["start"]:e["end"]] == e["text"] for e in entities)

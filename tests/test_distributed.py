@@ -1,0 +1,41 @@
+"""Scale-out on Paddle's collective backend for the CPU: 2 processes under paddle.distributed.launch."""
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import utils
+from conftest import REPO
+
+
+def launch(script, log_dir, *args):
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(log_dir),
+           os.path.join(REPO, script), "--device", "cpu", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    logs = {os.path.basename(p): open(p, encoding="utf-8", errors="replace").read()
+            for p in glob.glob(os.path.join(str(log_dir), "workerlog.*"))}
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + "".join(logs.values())[-3000:]
+    sums = {}
+    for name, text in logs.items():
+        found = re.findall(r"rank (\d): step (\d+) weights checksum (\w+)", text)
+        assert found, f"{name} has no checksum line"
+        sums[found[-1][0]] = found[-1][1:]
+    return sums, logs
+
+
+def test_two_processes_agree_and_only_rank0_writes(tiny_demo, tmp_path):
+    common = ["--data_dir", tiny_demo["data_dir"], "--max_seq_length", "48", "--batch_size", "8",
+              "--logging_steps", "2", "--save_steps", "3"]
+    sums, logs = launch("run_msra_ner.py", tmp_path / "log1", "--model_name_or_path", tiny_demo["model_dir"],
+                        "--max_steps", "6", "--output_dir", str(tmp_path / "t"), *common)
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"] and sums["0"][0] == "6"
+    assert "new best, saved" in logs["workerlog.0"] and "new best, saved" not in logs["workerlog.1"]
+    assert sorted(os.listdir(tmp_path / "t")) == ["checkpoint", "metrics.json", "model_best"]
+
+    sums, logs = launch("run_msra_ner_ofa.py", tmp_path / "log2", "--model_name_or_path",
+                        str(tmp_path / "t" / "model_best"), "--max_steps", "4", "--width_mult_list", "1.0", "0.5",
+                        "--output_dir", str(tmp_path / "o"), *common)
+    assert sums["0"] == sums["1"], sums
+    assert sorted(os.listdir(tmp_path / "o")) == ["checkpoint", "model_0.5", "model_1.0", "summary.json"]
+    assert utils.read_json(str(tmp_path / "o" / "summary.json"))["widths"]["0.5"]["test_f1"] >= 0.0
