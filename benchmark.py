@@ -80,7 +80,6 @@ def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, rep
 def build_random_models(args):
     """bert-base-chinese shape with random weights: teacher dir, static teacher, static widths, INT8."""
     import export_model_msra_ner_ofa as export_stage
-    import quantize_model
     from paddlenlp.transformers import BertConfig, BertForTokenClassification
 
     work = args.work_dir
@@ -103,28 +102,30 @@ def build_random_models(args):
             ["--model_name_or_path", supernet_dir, "--width_mult", str(width), "--max_seq_length",
              str(args.max_seq_length), "--sub_model_output_dir", os.path.join(out, "sub_model"),
              "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"]))
-        paths[width] = os.path.join(out, "static")
-    for name, static_dir in (("teacher", paths["teacher_static"]), (min(args.widths), paths[min(args.widths)])):
-        int8_dir = os.path.join(os.path.dirname(static_dir), "int8")
-        quantize_model.main(quantize_model.parse_args(["--model_dir", static_dir, "--output_dir", int8_dir]))
-        paths[("int8", name)] = int8_dir
+        paths[f"width:{width}"] = os.path.join(out, "static")
+    add_int8(paths, min(args.widths))
     return paths
+
+
+def add_int8(paths, width):
+    """INT8 (ONNX Runtime) versions of the static teacher and of ``width``, made if missing."""
+    import quantize_model
+
+    for name, static_dir in (("teacher", paths["teacher_static"]), (str(width), paths[f"width:{width}"])):
+        int8_dir = os.path.join(os.path.dirname(static_dir), "int8")
+        if not os.path.isfile(os.path.join(int8_dir, "model.int8.onnx")):
+            quantize_model.main(quantize_model.parse_args(["--model_dir", static_dir, "--output_dir", int8_dir]))
+        paths[f"int8:{name}"] = int8_dir
 
 
 def paths_from_msra_run(args):
     """The layout written by scripts/benchmark_msra_cpu.py; INT8 models are made if missing."""
-    import quantize_model
-
     run = args.from_msra_run
     paths = {"teacher_dir": os.path.join(run, "teacher", "model_best"),
              "teacher_static": os.path.join(run, "export", "teacher", "static")}
     for width in args.widths:
-        paths[width] = os.path.join(run, "export", str(width), "static")
-    for name, static_dir in (("teacher", paths["teacher_static"]), (min(args.widths), paths[min(args.widths)])):
-        int8_dir = os.path.join(os.path.dirname(static_dir), "int8")
-        if not os.path.isfile(os.path.join(int8_dir, "model.int8.onnx")):
-            quantize_model.main(quantize_model.parse_args(["--model_dir", static_dir, "--output_dir", int8_dir]))
-        paths[("int8", name)] = int8_dir
+        paths[f"width:{width}"] = os.path.join(run, "export", str(width), "static")
+    add_int8(paths, min(args.widths))
     for key, path in paths.items():
         if not os.path.isdir(path):
             raise utils.UserError(f"{path}: not found ({key}); run scripts/benchmark_msra_cpu.py first")
@@ -145,6 +146,8 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     p.add_argument("--output", default=os.path.join(REPO, "results", "benchmark_cpu.json"))
+    p.add_argument("--reuse", action="store_true", help="reuse the random-weight models already in --work_dir")
+    p.add_argument("--build_only", action="store_true", help="make the models, time nothing")
     return p.parse_args(argv)
 
 
@@ -161,7 +164,15 @@ def main(args):
     texts = read_workload(args.bench_file)
     if not texts:
         raise utils.UserError(f"{args.bench_file}: no text")
-    paths = paths_from_msra_run(args) if args.from_msra_run else build_random_models(args)
+    if args.from_msra_run:
+        paths = paths_from_msra_run(args)
+    elif args.reuse and os.path.isfile(os.path.join(args.work_dir, "paths.json")):
+        paths = utils.read_json(os.path.join(args.work_dir, "paths.json"))
+    else:
+        paths = build_random_models(args)
+        utils.write_json(os.path.join(args.work_dir, "paths.json"), paths)
+    if args.build_only:
+        return paths
 
     teacher, tokenizer, info = utils.load_model_dir(paths["teacher_dir"], ["teacher"])
     teacher.eval()
@@ -172,9 +183,9 @@ def main(args):
              "loaded": load_static(paths["teacher_static"], args.threads)}]
     for width in args.widths:
         rows.append({"name": f"width {width}, Paddle Inference", "width": width, "precision": "fp32",
-                     "graph": "static", "loaded": load_static(paths[width], args.threads)})
-    for name, width in (("teacher", 1.0), (min(args.widths), min(args.widths))):
-        int8_dir = paths[("int8", name)]
+                     "graph": "static", "loaded": load_static(paths[f"width:{width}"], args.threads)})
+    for name, width in (("teacher", 1.0), (str(min(args.widths)), min(args.widths))):
+        int8_dir = paths[f"int8:{name}"]
         rows.append({"name": f"{'teacher' if name == 'teacher' else f'width {width}'}, ONNX Runtime INT8",
                      "width": width, "precision": "int8", "graph": "static",
                      "loaded": (utils.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),

@@ -27,12 +27,7 @@ def main(args):
     import paddle.nn.functional as F
 
     started = time.time()
-    rank, world_size = utils.init_distributed()
-    utils.setup_logging(rank)
-    versions = utils.check_versions()
-    utils.validate_common_args(args)
-    utils.set_device(args.device)
-    utils.set_seed(args.seed)
+    rank, world_size, versions = utils.start_run(args)
     data = utils.load_splits(args)
     label_list = data["labels"]
     label_to_id = {label: i for i, label in enumerate(label_list)}

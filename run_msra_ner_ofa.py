@@ -57,13 +57,8 @@ def main(args):
     import paddle
 
     started = time.time()
-    rank, world_size = utils.init_distributed()
-    utils.setup_logging(rank)
-    versions = utils.check_versions()
-    utils.validate_common_args(args)
     widths = utils.validate_width_list(args.width_mult_list)
-    utils.set_device(args.device)
-    utils.set_seed(args.seed)
+    rank, world_size, versions = utils.start_run(args)
 
     teacher, tokenizer, info = utils.load_model_dir(args.model_name_or_path, ["teacher"])
     student, _, _ = utils.load_model_dir(args.model_name_or_path, ["teacher"])

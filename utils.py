@@ -142,6 +142,18 @@ def validate_common_args(args):
         raise UserError(f"--output_dir {out} exists and is not a directory")
 
 
+def start_run(args):
+    """What every training stage does first: distributed env, logging, versions, flags, device, seed.
+    Returns (rank, world_size, versions)."""
+    rank, world_size = init_distributed()
+    setup_logging(rank)
+    versions = check_versions()
+    validate_common_args(args)
+    set_device(args.device)
+    set_seed(args.seed)
+    return rank, world_size, versions
+
+
 def set_device(device):
     import paddle
 
