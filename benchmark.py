@@ -95,7 +95,8 @@ def build_random_models(args):
     utils.save_model_dir(supernet_dir, config, model.state_dict(), tokenizer,
                          dict(info, kind="supernet", width_mult_list=args.widths, width_mult=1.0))
     paths = {"teacher_dir": teacher_dir,
-             "teacher_static": os.path.dirname(export_static(teacher_dir, os.path.join(work, "teacher_static", "model")))}
+             "teacher_static": os.path.dirname(export_static(teacher_dir, os.path.join(work, "teacher_export", "static",
+                                                                                     "model")))}
     for width in args.widths:
         out = os.path.join(work, f"width_{width}")
         export_stage.main(export_stage.parse_args(

@@ -1173,7 +1173,30 @@ def export_onnx(prefix, onnx_path, opset=14):
     model_file, params_file = static_paths(prefix)
     paddle2onnx.export(model_file, params_file, onnx_path, opset_version=opset, enable_onnx_checker=True,
                        optimize_tool="onnxoptimizer")
+    constants_to_initializers(onnx_path)
     return onnx_path
+
+
+def constants_to_initializers(onnx_path):
+    """paddle2onnx 2.1 emits the weights as ``Constant`` nodes; ONNX Runtime's quantizer only quantizes a MatMul
+    whose weight is an *initializer* (else: "Ignore MatMul due to non constant B" and nothing becomes INT8).
+    Move every Constant's tensor into the initializers, in place. Returns how many were moved."""
+    import onnx
+
+    model = onnx.load(onnx_path)
+    graph, kept, moved = model.graph, [], 0
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = node.attribute[0].t
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+            moved += 1
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    onnx.save(model, onnx_path)
+    return moved
 
 
 def quantize_onnx(fp32_path, int8_path):

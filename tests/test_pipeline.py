@@ -152,6 +152,10 @@ def test_int8_model_loads_and_labels_like_fp32(chain, tmp_path, capsys):
         ["--model_dir", static_dir, "--output_dir", str(tmp_path / "int8"),
          "--data_file", os.path.join(chain["data_dir"], "test.tsv")]))
     assert os.path.isfile(result["onnx_int8"]) and abs(result["f1_change_points"]) < 5.0
+    import onnx
+
+    ops = [node.op_type for node in onnx.load(result["onnx_int8"]).graph.node]
+    assert ops.count("MatMulInteger") == 2 * 6 + 1  # q, k, v, out, FFN x2 per layer + classifier are INT8
     text = "三月五日，王伟在北京的人民银行会见了李娜。"
     int8 = predict.main(predict.parse_args(["--model_dir", str(tmp_path / "int8"), "--backend", "onnxruntime",
                                             "--text", text]))
