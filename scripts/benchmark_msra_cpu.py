@@ -177,8 +177,8 @@ def plot(results, path):
     ax2.set_ylabel(f"seconds for {results['latency_workload']['characters']:,} chars (CPU)", color="tab:red")
     ax1.invert_xaxis()
     ax1.set_title("MSRA NER on a 2-core CPU: F1 and latency by width")
-    fig.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
