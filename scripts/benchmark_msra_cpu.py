@@ -11,7 +11,6 @@ once at the end on every character of every sentence.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 

@@ -1,7 +1,5 @@
 """Reading data, labels, splits, character alignment, windows."""
-import os
 
-import numpy as np
 import pytest
 
 import utils

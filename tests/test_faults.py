@@ -1,6 +1,5 @@
 """Faults: interrupted saves leave loadable models, --resume repeats the uninterrupted run, same seed same F1."""
 import os
-import shutil
 import signal
 import subprocess
 import sys

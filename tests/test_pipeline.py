@@ -1,7 +1,6 @@
 """The demo chain end to end through the scripts' main(): teacher -> OFA (2 widths) -> export -> predict."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

@@ -2,7 +2,6 @@
 import os
 
 import numpy as np
-import paddle
 import pytest
 
 import utils
