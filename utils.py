@@ -443,10 +443,13 @@ def make_batch_sampler(lengths, batch_size, seed):
 # --------------------------------------------------------------------------- evaluation and prediction
 
 
-def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size):
+def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list=None):
     """Label ids for every character of every sequence (lists of char ids), windowing long ones.
 
-    ``logits_fn(input_ids: np.ndarray[int64, B x L]) -> np.ndarray[B x L x C]``."""
+    ``logits_fn(input_ids: np.ndarray[int64, B x L]) -> np.ndarray[B x L x C]``. Each character takes its
+    log-probabilities from the window in which it lies farthest from an edge. With ``label_list`` (BIO names)
+    the labels are the best sequence that is valid BIO (``constrained_decode``); without it, the per-character
+    argmax."""
     size = max_seq_length - 2
     items = []  # (sequence index, window index, start, end)
     owners = []
@@ -455,21 +458,84 @@ def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size)
         owners.append((windows, window_owner(len(ids), windows)))
         items.extend((s, w, start, end) for w, (start, end) in enumerate(windows))
     items.sort(key=lambda item: item[3] - item[2])
-    window_preds = {}
+    window_scores = {}
     for b in range(0, len(items), batch_size):
         chunk = items[b:b + batch_size]
         input_ids, _ = collate([(sequences[s][start:end], None) for s, _, start, end in chunk], encoder)
-        pred = np.asarray(logits_fn(input_ids)).argmax(-1)
+        scores = log_softmax(np.asarray(logits_fn(input_ids), dtype=np.float32))
         for row, (s, w, start, end) in enumerate(chunk):
-            window_preds[(s, w)] = pred[row, 1:end - start + 1]
-    results = []
+            window_scores[(s, w)] = scores[row, 1:end - start + 1]
+    per_sequence = []
     for s, ids in enumerate(sequences):
         windows, owner = owners[s]
-        out = np.zeros(len(ids), dtype=np.int64)
+        out = None
         for w, (start, end) in enumerate(windows):
+            piece = window_scores.pop((s, w))
+            if out is None:
+                out = np.zeros((len(ids), piece.shape[-1]), dtype=np.float32)
             mine = owner[start:end] == w
-            out[start:end][mine] = window_preds[(s, w)][mine]
-        results.append(out)
+            out[start:end][mine] = piece[mine]
+        per_sequence.append(out if out is not None else np.zeros((0, 1), dtype=np.float32))
+    if label_list is None:
+        return [scores.argmax(-1).astype(np.int64) for scores in per_sequence]
+    return constrained_decode(per_sequence, label_list)
+
+
+def log_softmax(logits):
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def bio_transitions(label_list):
+    """(start, transition) scores for BIO tags: 0 where allowed, -1e9 where an I-X would not continue B-X/I-X."""
+    n = len(label_list)
+    start, trans = np.zeros(n), np.zeros((n, n))
+    for j, label in enumerate(label_list):
+        if label.startswith("I-"):
+            start[j] = -1e9
+            for i, prev in enumerate(label_list):
+                if prev[:2] not in ("B-", "I-") or prev[2:] != label[2:]:
+                    trans[i, j] = -1e9
+    return start, trans
+
+
+def constrained_decode(score_list, label_list, batch_size=256):
+    """Viterbi over per-character log-probabilities, restricted to valid BIO sequences.
+
+    A softmax tagger decodes characters independently, so its argmax can start an entity with I-X or switch
+    type inside one; each such slip makes a wrong extra chunk. This picks the most probable sequence among the
+    valid ones instead (no learned transitions: the same model scores, only the invalid paths are removed)."""
+    start, trans = bio_transitions(label_list)
+    n = len(label_list)
+    results = [None] * len(score_list)
+    order = sorted(range(len(score_list)), key=lambda i: len(score_list[i]))
+    for b in range(0, len(order), batch_size):
+        idx = order[b:b + batch_size]
+        lengths = np.array([len(score_list[i]) for i in idx])
+        steps = int(lengths.max()) if len(idx) else 0
+        if steps == 0:
+            for i in idx:
+                results[i] = np.zeros(0, dtype=np.int64)
+            continue
+        emit = np.zeros((len(idx), steps, n))
+        for row, i in enumerate(idx):
+            emit[row, :lengths[row]] = score_list[i]
+        score = emit[:, 0] + start
+        back = np.empty((len(idx), steps, n), dtype=np.int64)
+        back[:, 0] = np.arange(n)
+        for t in range(1, steps):
+            cand = score[:, :, None] + trans  # previous tag x next tag
+            best = cand.argmax(1)
+            active = (t < lengths)[:, None]
+            score = np.where(active, np.take_along_axis(cand, best[:, None, :], 1)[:, 0] + emit[:, t], score)
+            back[:, t] = np.where(active, best, np.arange(n))  # past a sequence's end: keep its last tag
+        path = np.empty((len(idx), steps), dtype=np.int64)
+        path[:, -1] = score.argmax(1)
+        rows = np.arange(len(idx))
+        for t in range(steps - 1, 0, -1):
+            path[:, t - 1] = back[rows, t, path[:, t]]
+        for row, i in enumerate(idx):
+            results[i] = path[row, :lengths[row]]
     return results
 
 
@@ -502,7 +568,7 @@ def evaluate(logits_fn, examples, encoder, label_list, max_seq_length, batch_siz
     """Score every character of every sentence (long sentences in overlapping windows)."""
     label_to_id = {label: i for i, label in enumerate(label_list)}
     sequences = [encoder.encode(ex["chars"]) for ex in examples]
-    pred = predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size)
+    pred = predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list)
     gold = [[label_to_id[label] for label in ex["labels"]] for ex in examples]
     scores = chunk_scores(gold, pred, label_list)
     scores["sentences"] = len(examples)
@@ -539,7 +605,7 @@ def spans_from_labels(labels):
 def predict_entities(logits_fn, texts, encoder, label_list, max_seq_length, batch_size):
     """Texts → per text a list of {'type', 'text', 'start', 'end'} with character offsets into the text."""
     sequences = [encoder.encode(list(text)) for text in texts]
-    preds = predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size)
+    preds = predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list)
     results = []
     for text, pred in zip(texts, preds):
         labels = [label_list[i] for i in pred]

@@ -35,6 +35,9 @@ def parse_args(argv=None):
     p.add_argument("--work_dir", default=os.path.join(REPO, "tmp", "msra_cpu"), help="models go here (not committed)")
     p.add_argument("--results", default=os.path.join(REPO, "results", "msra_cpu.json"), help="results JSON")
     p.add_argument("--width_mult_list", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5])
+    p.add_argument("--vocab", choices=["train", "full"], default="train",
+                   help="train: bert-base-chinese's vocab cut to the characters of train.tsv (smaller, faster "
+                        "embedding); full: all 21,128 entries")
     p.add_argument("--num_layers", type=int, default=2)
     p.add_argument("--hidden_size", type=int, default=192)
     p.add_argument("--num_heads", type=int, default=12)
@@ -45,14 +48,14 @@ def parse_args(argv=None):
     p.add_argument("--teacher_epochs", type=float, default=7)
     p.add_argument("--teacher_steps", type=int, default=-1, help="> 0 overrides --teacher_epochs")
     p.add_argument("--ofa_lr", type=float, default=3e-4)
-    p.add_argument("--ofa_epochs", type=float, default=1.2)
+    p.add_argument("--ofa_epochs", type=float, default=2.0)
     p.add_argument("--ofa_steps", type=int, default=-1, help="> 0 overrides --ofa_epochs")
     p.add_argument("--lambda_logit", type=float, default=1.0)
     p.add_argument("--lambda_rep", type=float, default=0.1)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="hidden and attention dropout of the from-scratch teacher (it is under-trained, not over-fitted)")
     p.add_argument("--teacher_save_steps", type=int, default=1000, help="teacher dev evaluation interval")
-    p.add_argument("--ofa_save_steps", type=int, default=400, help="OFA dev evaluation interval (all widths)")
+    p.add_argument("--ofa_save_steps", type=int, default=500, help="OFA dev evaluation interval (all widths)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for latency (training uses OMP_NUM_THREADS)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per model (median reported)")
     p.add_argument("--seed", type=int, default=42)
@@ -64,14 +67,24 @@ def parse_args(argv=None):
 
 
 def write_model_dir(args, path):
+    """A config-only model directory: the teacher's sizes and, with --vocab train, the bert-base-chinese
+    vocabulary cut to the entries the training characters map to (the specials first, original order)."""
     os.makedirs(path, exist_ok=True)
+    with open(os.path.join(args.bert_dir, "vocab.txt"), encoding="utf-8") as handle:
+        vocab = [line.rstrip("\n") for line in handle]
+    if args.vocab == "train":
+        encoder = utils.CharEncoder(utils.load_tokenizer(args.bert_dir))
+        used = {encoder.char_id(c) for ex in utils.read_ner_file(os.path.join(args.data_dir, "train.tsv"))
+                for c in ex["chars"]}
+        specials = {i for i, token in enumerate(vocab) if token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+        vocab = [token for i, token in enumerate(vocab) if i in specials | used]
+    with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as handle:
+        handle.write("".join(token + "\n" for token in vocab))
     config = utils.read_json(os.path.join(args.bert_dir, "config.json"))
-    config.update(num_hidden_layers=args.num_layers, hidden_size=args.hidden_size,
+    config.update(vocab_size=len(vocab), num_hidden_layers=args.num_layers, hidden_size=args.hidden_size,
                   num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size,
                   hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
     utils.write_json(os.path.join(path, "config.json"), config)
-    with open(os.path.join(args.bert_dir, "vocab.txt"), "rb") as src, open(os.path.join(path, "vocab.txt"), "wb") as dst:
-        dst.write(src.read())
     return config
 
 
@@ -141,7 +154,9 @@ def main(args):
         "schedule": {k: getattr(args, k) for k in ("max_seq_length", "batch_size", "teacher_lr", "teacher_epochs",
                                                    "teacher_steps", "ofa_lr", "ofa_epochs", "ofa_steps",
                                                    "lambda_logit", "lambda_rep", "dropout", "teacher_save_steps",
-                                                   "ofa_save_steps", "seed")},
+                                                   "ofa_save_steps", "seed", "vocab")},
+        "decoding": "best valid BIO sequence (utils.constrained_decode) over per-character log-probabilities",
+        "code_commit": git_commit(),
         "teacher_steps": teacher_metrics["step"], "teacher_learning_curve": teacher["curve"],
         "ofa_learning_curve": summary["curve"], "stage_seconds": stage_seconds,
         "latency_workload": {"file": os.path.basename(args.bench_file), "characters": sum(len(t) for t in texts),
@@ -155,6 +170,18 @@ def main(args):
     plot(results, os.path.splitext(args.results)[0] + ".png")
     print(json.dumps(rows, indent=1))
     return results
+
+
+def git_commit():
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def plot(results, path):

@@ -88,3 +88,73 @@ def test_every_character_scored_even_beyond_max_seq_length():
 def test_spans_from_labels():
     spans = utils.spans_from_labels("B-PER I-PER O I-LOC I-LOC B-LOC B-PER I-LOC".split())
     assert spans == [("PER", 0, 2), ("LOC", 3, 5), ("LOC", 5, 6), ("PER", 6, 7), ("LOC", 7, 8)]
+
+
+def _valid_bio(tags):
+    prev = "O"
+    for tag in tags:
+        if tag.startswith("I-") and prev[2:] != tag[2:]:
+            return False
+        prev = tag
+    return True
+
+
+def test_constrained_decode_repairs_fragmented_argmax():
+    def scores(rows):  # one row of probabilities per character
+        return np.log(np.asarray(rows, dtype=np.float64))
+    #            O     B-PER I-PER B-LOC I-LOC
+    s = scores([[0.10, 0.40, 0.45, 0.03, 0.02],    # argmax I-PER at the start: not valid BIO
+                [0.05, 0.05, 0.80, 0.05, 0.05],
+                [0.30, 0.05, 0.05, 0.05, 0.55],    # argmax I-LOC right after a PER: type switch
+                [0.90, 0.025, 0.025, 0.025, 0.025]])
+    assert [LABELS[i] for i in s.argmax(-1)] == ["I-PER", "I-PER", "I-LOC", "O"]
+    [path] = utils.constrained_decode([s], LABELS)
+    assert [LABELS[i] for i in path] == ["B-PER", "I-PER", "O", "O"]
+    # Two argmax fragments, two chunks; decoded: one PER, which is the gold entity here.
+    gold = ids("B-PER I-PER O O")
+    assert utils.chunk_scores([gold], [s.argmax(-1).tolist()], LABELS)["pred_chunks"] == 2
+    assert utils.chunk_scores([gold], [path.tolist()], LABELS)["f1"] == 1.0
+
+
+def test_constrained_decode_is_the_best_valid_path():
+    import itertools
+
+    rng = np.random.RandomState(0)
+    lengths = [0, 1, 2, 3, 4, 5, 1, 4]
+    score_list = [utils.log_softmax(rng.randn(n, len(LABELS))) for n in lengths]
+    paths = utils.constrained_decode(score_list, LABELS, batch_size=3)  # batches mix lengths
+    for s, path in zip(score_list, paths):
+        assert len(path) == len(s)
+        best, best_score = None, -np.inf
+        for cand in itertools.product(range(len(LABELS)), repeat=len(s)):
+            total = sum(s[t, c] for t, c in enumerate(cand))
+            if _valid_bio([LABELS[c] for c in cand]) and total > best_score:
+                best, best_score = list(cand), total
+        assert path.tolist() == (best or [])
+        # a valid argmax is left as it is
+        if _valid_bio([LABELS[c] for c in s.argmax(-1)]):
+            assert path.tolist() == s.argmax(-1).tolist()
+
+
+def test_evaluation_decodes_valid_bio(monkeypatch):
+    # evaluate() must score the constrained path, not the raw argmax
+    examples = [{"chars": list("abcd"), "labels": "B-PER I-PER O O".split()}]
+
+    class E:
+        cls_id, sep_id, pad_id = 1, 2, 0
+
+        @staticmethod
+        def encode(chars):
+            return [10 + i for i in range(len(chars))]
+
+    def logits_fn(input_ids):
+        out = np.full(input_ids.shape + (len(LABELS),), -5.0, dtype=np.float32)
+        out[:, 1, ID["B-PER"]] = 2.0
+        out[:, 2, ID["I-LOC"]], out[:, 2, ID["I-PER"]] = 2.0, 1.9   # argmax switches type inside the entity
+        out[:, 3:, ID["O"]] = 2.0
+        return out
+
+    [argmax] = utils.predict_label_ids(logits_fn, [E.encode("abcd")], E, 16, 4)
+    assert utils.chunk_scores([ids("B-PER I-PER O O")], [argmax.tolist()], LABELS)["f1"] == 0.0
+    s = utils.evaluate(logits_fn, examples, E, LABELS, max_seq_length=16, batch_size=4)
+    assert s["f1"] == 1.0 and s["pred_chunks"] == 1
