@@ -1,0 +1,59 @@
+"""The MSRA driver's own pieces on hand-made data: the vocabulary cut and the coverage statistics."""
+import json
+import os
+import sys
+
+from conftest import REPO
+
+import utils
+
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import benchmark_msra_cpu as driver  # noqa: E402
+
+
+def _example(text, tags):
+    return {"chars": list(text), "labels": tags.split()}
+
+
+def _data(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    utils.write_ner_file(str(data / "train.tsv"), [_example("张三在北京", "B-PER I-PER O B-LOC I-LOC"),
+                                                   _example("李四去上海", "B-PER I-PER O B-LOC I-LOC")])
+    utils.write_ner_file(str(data / "dev.tsv"), [_example("张三", "B-PER I-PER")])
+    utils.write_ner_file(str(data / "test.tsv"), [_example("王五在北京", "B-PER I-PER O B-LOC I-LOC")])
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]", "a", "张", "三", "在", "北", "京", "李",
+             "四", "去", "上", "海", "王", "五", "天"]
+    (bert / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
+    (bert / "config.json").write_text(json.dumps({"vocab_size": len(vocab), "hidden_size": 768,
+                                                  "num_hidden_layers": 12, "num_attention_heads": 12,
+                                                  "intermediate_size": 3072, "max_position_embeddings": 512}))
+    return str(data), str(bert)
+
+
+def test_vocab_cut_keeps_specials_and_train_characters_in_order(tmp_path):
+    data, bert = _data(tmp_path)
+    args = driver.parse_args(["--data_dir", data, "--bert_dir", bert, "--num_layers", "1", "--hidden_size", "24",
+                              "--num_heads", "6", "--intermediate_size", "48"])
+    out = tmp_path / "init"
+    config = driver.write_model_dir(args, str(out))
+    vocab = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    # train.tsv only: 王/五 (test), 天 and a (unused) are cut; dev.tsv is not read either
+    assert vocab == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "张", "三", "在", "北", "京", "李", "四", "去", "上", "海"]
+    assert config["vocab_size"] == len(vocab) and config["num_attention_heads"] == 6
+    encoder = utils.CharEncoder(utils.load_tokenizer(str(out)))
+    assert encoder.encode(list("王北")) == [encoder.unk_id, vocab.index("北")]
+    full = driver.write_model_dir(driver.parse_args(["--data_dir", data, "--bert_dir", bert, "--vocab", "full"]),
+                                  str(tmp_path / "full"))
+    assert full["vocab_size"] == 20
+
+
+def test_data_stats_counts_mentions_seen_in_train(tmp_path):
+    data, bert = _data(tmp_path)
+    stats = driver.data_stats(driver.parse_args(["--data_dir", data, "--bert_dir", bert]))
+    assert stats["dev"]["mentions_seen_as_entity_in_train"] == 1.0          # 张三
+    assert stats["test"]["entity_mentions"] == 2
+    assert stats["test"]["mentions_seen_as_entity_in_train"] == 0.5         # 北京 yes, 王五 no
+    assert stats["test"]["characters_unseen_in_train"] == 0.4               # 王, 五 of 5
