@@ -459,23 +459,22 @@ def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size,
         items.extend((s, w, start, end) for w, (start, end) in enumerate(windows))
     items.sort(key=lambda item: item[3] - item[2])
     window_scores = {}
+    num_classes = 1
     for b in range(0, len(items), batch_size):
         chunk = items[b:b + batch_size]
         input_ids, _ = collate([(sequences[s][start:end], None) for s, _, start, end in chunk], encoder)
         scores = log_softmax(np.asarray(logits_fn(input_ids), dtype=np.float32))
+        num_classes = scores.shape[-1]
         for row, (s, w, start, end) in enumerate(chunk):
             window_scores[(s, w)] = scores[row, 1:end - start + 1]
     per_sequence = []
     for s, ids in enumerate(sequences):
         windows, owner = owners[s]
-        out = None
+        out = np.zeros((len(ids), num_classes), dtype=np.float32)
         for w, (start, end) in enumerate(windows):
-            piece = window_scores.pop((s, w))
-            if out is None:
-                out = np.zeros((len(ids), piece.shape[-1]), dtype=np.float32)
             mine = owner[start:end] == w
-            out[start:end][mine] = piece[mine]
-        per_sequence.append(out if out is not None else np.zeros((0, 1), dtype=np.float32))
+            out[start:end][mine] = window_scores.pop((s, w))[mine]
+        per_sequence.append(out)
     if label_list is None:
         return [scores.argmax(-1).astype(np.int64) for scores in per_sequence]
     return constrained_decode(per_sequence, label_list)
@@ -512,7 +511,7 @@ def constrained_decode(score_list, label_list, batch_size=256):
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
         lengths = np.array([len(score_list[i]) for i in idx])
-        steps = int(lengths.max()) if len(idx) else 0
+        steps = int(lengths.max())
         if steps == 0:
             for i in idx:
                 results[i] = np.zeros(0, dtype=np.int64)
