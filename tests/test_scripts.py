@@ -1,0 +1,73 @@
+"""The shell scripts users run, each run for real with a tiny config (extra arguments override the paths)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import utils
+from conftest import REPO, SHARED
+
+
+def run_script(script, *args, env=None, timeout=600):
+    """bash scripts/SCRIPT ARGS with this interpreter first on PATH (the scripts call `python`)."""
+    full_env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+                    PYTHON=sys.executable, OMP_NUM_THREADS="1", **(env or {}))
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", script), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=REPO)
+    assert proc.returncode == 0, f"{script}: {proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def test_original_three_scripts_then_predict(tiny_demo, tmp_path):
+    tiny = ["--data_dir", tiny_demo["data_dir"], "--device", "cpu", "--max_seq_length", "48", "--batch_size", "16"]
+    run_script("run_teacher.sh", "--model_name_or_path", tiny_demo["model_dir"], "--output_dir", tmp_path / "t",
+               "--learning_rate", "5e-3", "--max_steps", "30", "--save_steps", "10", *tiny)
+    teacher = utils.read_json(str(tmp_path / "t" / "metrics.json"))
+    assert teacher["best_dev_f1"] > 0 and teacher["test"]["sentences"] == 60
+    run_script("run_ofa.sh", "--model_name_or_path", tmp_path / "t" / "model_best", "--output_dir", tmp_path / "o",
+               "--learning_rate", "2e-3", "--max_steps", "4", "--save_steps", "4", "--width_mult_list", "1.0", "0.5",
+               *tiny)
+    summary = utils.read_json(str(tmp_path / "o" / "summary.json"))
+    assert set(summary["widths"]) == {"1.0", "0.5"}
+    # export.sh passes the original --n_gpu 1; the extra --device cpu must win
+    run_script("export.sh", "--model_name_or_path", tmp_path / "o" / "model_0.5", "--max_seq_length", "48",
+               "--sub_model_output_dir", tmp_path / "e" / "sub_model",
+               "--static_sub_model", tmp_path / "e" / "static" / "model", "--device", "cpu")
+    info = utils.read_json(str(tmp_path / "e" / "static" / "model_info.json"))
+    assert info["kind"] == "static" and info["width_mult"] == 0.5 and info["num_heads"] == 2
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "predict.py"), "--model_dir", str(tmp_path / "e" / "static"),
+                           "--text", "王伟在北京"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["text"] == "王伟在北京", proc.stderr[-2000:]
+
+
+def test_demo_script(tmp_path):
+    proc = run_script("run_demo_cpu.sh", tmp_path / "demo",
+                      env={"N_TRAIN": "120", "N_DEV": "20", "N_TEST": "20", "TEACHER_EPOCHS": "1", "OFA_EPOCHS": "1"})
+    assert "== prediction with the exported static width-0.5 model ==" in proc.stdout
+    line = proc.stdout.split("== prediction with the exported static width-0.5 model ==")[1].strip().splitlines()[0]
+    assert json.loads(line)["text"] == "三月五日，王伟在北京的人民银行会见了李娜。"
+    assert set(utils.read_json(str(tmp_path / "demo" / "ofa" / "summary.json"))["widths"]) == {"1.0", "0.5"}
+
+
+def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
+    bench = tmp_path / "bench.txt"
+    bench.write_text("王伟在北京的人民银行工作。\n李娜去了上海。\n", encoding="utf-8")
+    results = tmp_path / "r" / "msra.json"
+    run_script("benchmark_msra_cpu.sh", "--data_dir", tiny_demo["data_dir"], "--bert_dir", tiny_demo["model_dir"],
+               "--bench_file", bench, "--work_dir", tmp_path / "w", "--results", results, "--num_layers", "1",
+               "--hidden_size", "32", "--num_heads", "4", "--intermediate_size", "64", "--max_seq_length", "48",
+               "--batch_size", "16", "--teacher_steps", "4", "--teacher_save_steps", "2", "--ofa_steps", "2",
+               "--ofa_save_steps", "2", "--width_mult_list", "1.0", "0.5", "--repeats", "1")
+    rows = utils.read_json(str(results))["rows"]
+    assert [r["name"] for r in rows] == ["teacher", "width 1.0", "width 0.5"]
+    assert all(r["latency_seconds"] > 0 for r in rows) and os.path.isfile(tmp_path / "r" / "msra.png")
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "msra_ner")),
+                    reason="needs ../shared/data/msra_ner (the real MSRA data)")
+def test_msra_data_stats_script():
+    proc = run_script("benchmark_msra_cpu.sh", "--data_stats")
+    stats = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert stats["test"]["sentences"] == 3442
