@@ -44,7 +44,7 @@ def hardware():
 
 def export_static(model_dir, prefix):
     """Save a teacher/sub-model directory as a static model (with tokenizer and model_info.json beside it)."""
-    model, tokenizer, info = utils.load_model_dir(model_dir, ["teacher", "sub_model"])
+    model, tokenizer, info = utils.load_inference_model(model_dir)
     static_dir = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(static_dir, exist_ok=True)
     utils.save_static(model, prefix)
@@ -126,10 +126,10 @@ def paths_from_msra_run(args):
              "teacher_static": os.path.join(run, "export", "teacher", "static")}
     for width in args.widths:
         paths[f"width:{width}"] = os.path.join(run, "export", str(width), "static")
-    add_int8(paths, min(args.widths))
-    for key, path in paths.items():
+    for key, path in paths.items():  # before making INT8 from them
         if not os.path.isdir(path):
             raise utils.UserError(f"{path}: not found ({key}); run scripts/benchmark_msra_cpu.py first")
+    add_int8(paths, min(args.widths))
     return paths
 
 
@@ -141,12 +141,13 @@ def parse_args(argv=None):
                    help="config.json + vocab.txt of the random-weight models")
     p.add_argument("--from_msra_run", default=None, help="use the trained models of a benchmark_msra_cpu.py work dir")
     p.add_argument("--work_dir", default=os.path.join(REPO, "tmp", "benchmark_cpu"), help="generated models go here")
-    p.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5])
+    p.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5],
+                   help="widths exported and timed (the narrowest also as INT8)")
     p.add_argument("--threads", type=int, default=2, help="threads for every path")
-    p.add_argument("--max_seq_length", type=int, default=128)
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_seq_length", type=int, default=128, help="window length in tokens, [CLS]/[SEP] included")
+    p.add_argument("--batch_size", type=int, default=32, help="windows per batch")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
-    p.add_argument("--output", default=os.path.join(REPO, "results", "benchmark_cpu.json"))
+    p.add_argument("--output", default=os.path.join(REPO, "results", "benchmark_cpu.json"), help="results JSON")
     p.add_argument("--reuse", action="store_true", help="reuse the random-weight models already in --work_dir")
     p.add_argument("--build_only", action="store_true", help="make the models, time nothing")
     return p.parse_args(argv)

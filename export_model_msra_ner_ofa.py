@@ -7,12 +7,13 @@
 Writes SUB_MODEL_OUTPUT_DIR (the pruned dygraph model: weights, config with the kept heads/neurons,
 tokenizer, model_info.json; loadable again for evaluation and predict.py) and, unless --static_sub_model is
 None, STATIC_SUB_MODEL.json + .pdiparams (Paddle Inference, dynamic batch and sequence length) with the
-tokenizer and model_info.json beside them. The static model's logits are checked against the dygraph
-sub-model's on a batch; a mismatch fails the export. The input directory is only read.
+tokenizer and model_info.json beside them. Parity: on a padded batch of three lengths, the logits of what is
+deployed -- the static model run by Paddle Inference with oneDNN (as predict, quantize and benchmark run it) and
+the dygraph sub-model reloaded from disk -- are compared with an independent reference, the supernet itself
+running at --width_mult; a difference above --parity_atol fails the export. The input directory is only read.
 """
 import argparse
 import os
-import shutil
 
 import numpy as np
 
@@ -31,25 +32,38 @@ def parse_args(argv=None):
     parser.add_argument("--static_sub_model", default=None,
                         help="path prefix of the static model (PREFIX.json/.pdiparams); 'None' or unset: skip")
     parser.add_argument("--width_mult", type=float, required=True, help="width to cut; must be in the supernet's list")
-    parser.add_argument("--device", choices=["cpu", "gpu", "xpu"], default="cpu", help="device for the export")
+    parser.add_argument("--device", choices=["cpu", "gpu", "xpu"], default=None,
+                        help="device for the export (default: from --n_gpu if given, else cpu); wins over --n_gpu")
     parser.add_argument("--n_gpu", type=int, default=None,
-                        help="original flag, kept for old commands: 0 means --device cpu, >0 means --device gpu")
+                        help="original flag, kept for old commands: 0 means cpu, >0 gpu, unless --device is given")
     parser.add_argument("--parity_atol", type=float, default=1e-4, help="max |static - dygraph| logit difference")
     return parser.parse_args(argv)
 
 
-def check_parity(sub_model, prefix, encoder, max_seq_length, atol):
-    """Dygraph sub-model vs Paddle Inference on a padded batch of different lengths; returns max |diff|."""
+def resolve_device(args):
+    """An explicit --device wins; else the original --n_gpu (0: cpu, >0: gpu); else cpu."""
+    if args.device is not None:
+        return args.device
+    if args.n_gpu is not None:
+        return "gpu" if args.n_gpu > 0 else "cpu"
+    return "cpu"
+
+
+def parity_batch(encoder, max_seq_length):
+    """Three random sequences (full window, half, one character), padded into one batch."""
     rng = np.random.RandomState(0)
     lengths = [max_seq_length - 2, max(1, (max_seq_length - 2) // 2), 1]
     vocab_ids = np.arange(max(encoder.token_to_id.values()) + 1)
     features = [(rng.choice(vocab_ids[5:], size=n).tolist(), None) for n in lengths]
-    input_ids, _ = utils.collate(features, encoder)
-    dynamic = utils.dynamic_logits_fn(sub_model)(input_ids)
-    static = utils.static_logits_fn(prefix, device="cpu")(input_ids)
-    diff = float(np.abs(dynamic - static).max())
+    return utils.collate(features, encoder)[0]
+
+
+def check_parity(reference, candidate_fn, input_ids, atol, what):
+    """Max |candidate_fn(input_ids) - reference| over all logits (reference: the supernet's logits for
+    ``input_ids``); fails above ``atol``."""
+    diff = float(np.abs(candidate_fn(input_ids) - reference).max())
     if not np.isfinite(diff) or diff > atol:
-        raise RuntimeError(f"static model logits differ from the dygraph sub-model by {diff:.3g} (> {atol})")
+        raise RuntimeError(f"{what}: logits differ from the supernet at this width by {diff:.3g} (> {atol})")
     return diff
 
 
@@ -58,8 +72,7 @@ def main(args):
 
     utils.setup_logging()
     utils.check_versions()
-    if args.n_gpu is not None:
-        args.device = "gpu" if args.n_gpu > 0 else "cpu"
+    args.device = resolve_device(args)
     if args.max_seq_length < 3:
         raise UserError(f"--max_seq_length must be at least 3, got {args.max_seq_length}")
     static_prefix = None if args.static_sub_model in (None, "None", "none", "") else args.static_sub_model
@@ -92,25 +105,34 @@ def main(args):
                 args.width_mult, sub["num_heads"], config.num_attention_heads, sub["intermediate_size"],
                 config.intermediate_size, sub_params, full_params, 100.0 * sub_params / full_params)
 
+    encoder = utils.CharEncoder(tokenizer)
+    parity_ids = parity_batch(encoder, args.max_seq_length)
+    reference = utils.dynamic_logits_fn(ofa_model)(parity_ids)  # the supernet at --width_mult (cut_sub_model set it)
+
     sub_info = {"kind": "sub_model", "labels": info["labels"], "max_seq_length": args.max_seq_length,
                 "width_mult": args.width_mult, "num_heads": sub["num_heads"],
                 "intermediate_size": sub["intermediate_size"], "parameters": sub_params,
                 "supernet": args.model_name_or_path}
     utils.save_model_dir(args.sub_model_output_dir, sub_config, sub_model.state_dict(), tokenizer, sub_info,
                          args=utils.args_to_dict(args))
-    logger.info("dygraph sub-model: %s", args.sub_model_output_dir)
+    reloaded, _, _ = utils.load_model_dir(args.sub_model_output_dir, ["sub_model"])
+    reloaded.eval()
+    dygraph_diff = check_parity(reference, utils.dynamic_logits_fn(reloaded), parity_ids, args.parity_atol,
+                                f"dygraph sub-model {args.sub_model_output_dir}")
+    logger.info("dygraph sub-model: %s | vs the supernet at width %s: max |diff| %.2e", args.sub_model_output_dir,
+                args.width_mult, dygraph_diff)
     result = {"sub_model_output_dir": args.sub_model_output_dir, "width_mult": args.width_mult,
-              "parameters": sub_params, "supernet_parameters": full_params}
+              "parameters": sub_params, "supernet_parameters": full_params, "dygraph_max_abs_diff": dygraph_diff}
 
     if static_prefix:
         static_dir = os.path.dirname(os.path.abspath(static_prefix))
         os.makedirs(static_dir, exist_ok=True)
         tmp_prefix = os.path.join(static_dir, f".export{os.getpid()}")
         paddle.set_device("cpu")
-        utils.save_static(sub_model, tmp_prefix)
-        encoder = utils.CharEncoder(tokenizer)
-        try:
-            diff = check_parity(sub_model, tmp_prefix, encoder, args.max_seq_length, args.parity_atol)
+        utils.save_static(reloaded, tmp_prefix)
+        try:  # what predict/quantize/benchmark run: Paddle Inference with oneDNN
+            static_fn = utils.static_logits_fn(tmp_prefix, device="cpu", mkldnn=True)
+            diff = check_parity(reference, static_fn, parity_ids, args.parity_atol, "static model (oneDNN)")
         except Exception:
             for path in utils.static_paths(tmp_prefix):
                 if os.path.exists(path):
@@ -119,12 +141,10 @@ def main(args):
         for tmp_path, path in zip(utils.static_paths(tmp_prefix), utils.static_paths(static_prefix)):
             os.replace(tmp_path, path)
         tokenizer.save_pretrained(static_dir)
-        utils.write_json(os.path.join(static_dir, utils.INFO_NAME), dict(sub_info, kind="static", prefix=os.path.basename(static_prefix)))
-        for leftover in os.listdir(static_dir):
-            if leftover.startswith(f".export{os.getpid()}"):
-                path = os.path.join(static_dir, leftover)
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        logger.info("static model: %s.json/.pdiparams | parity with dygraph: max |diff| %.2e", static_prefix, diff)
+        utils.write_json(os.path.join(static_dir, utils.INFO_NAME),
+                         dict(sub_info, kind="static", prefix=os.path.basename(static_prefix)))
+        logger.info("static model: %s.json/.pdiparams | Paddle Inference + oneDNN vs the supernet at width %s: "
+                    "max |diff| %.2e", static_prefix, args.width_mult, diff)
         result.update(static_sub_model=static_prefix, parity_max_abs_diff=diff)
     return result
 

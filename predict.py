@@ -4,10 +4,12 @@
     python predict.py --model_dir ./tmp/msra_ner/model_best --input_file texts.txt > entities.jsonl
 
 --model_dir is either a static export (the directory of --static_sub_model, or its PREFIX) or a dygraph
-directory (model_best/, model_<width>/, a sub-model). One JSON line per input text:
+directory (model_best/, a sub-model, or stage 2's model_<width>/, which runs at that width). One JSON line per input text:
 {"text": ..., "entities": [{"type", "text", "start", "end"}]} with [start, end) character offsets into the
-text; --format plain prints "TYPE<TAB>start<TAB>end<TAB>text" lines instead. Texts of any length are labelled in
-overlapping windows; an empty line gives an empty result.
+text; --format plain prints "TYPE<TAB>start<TAB>end<TAB>text" lines instead. Input is split on "\n" only (a
+trailing "\r" is dropped), so there is one result per input line whatever other line separators (U+2028, form
+feed, ...) the texts contain. Texts of any length are labelled in overlapping windows; an empty line gives an
+empty result.
 """
 import argparse
 import json
@@ -59,8 +61,7 @@ def load_predictor(model_dir, device="cpu", threads=2, backend="paddle", precisi
     import paddle
 
     paddle.set_device(device)
-    model, tokenizer, info = utils.load_model_dir(model_dir, ["teacher", "supernet", "sub_model"])
-    model.eval()
+    model, tokenizer, info = utils.load_inference_model(model_dir)
     return utils.dynamic_logits_fn(model), tokenizer, info
 
 
@@ -71,11 +72,26 @@ def read_texts(args):
         if not os.path.isfile(args.input_file):
             raise UserError(f"{args.input_file}: input file not found")
         try:
-            with open(args.input_file, encoding="utf-8") as handle:
-                return handle.read().splitlines()
+            with open(args.input_file, encoding="utf-8", newline="") as handle:
+                return split_lines(handle.read())
         except UnicodeDecodeError:
             raise UserError(f"{args.input_file}: not UTF-8") from None
-    return sys.stdin.read().splitlines()
+    stream = getattr(sys.stdin, "buffer", None)  # bytes: no universal-newline translation of a lone "\r"
+    if stream is None:
+        return split_lines(sys.stdin.read())
+    try:
+        return split_lines(stream.read().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError("standard input: not UTF-8") from None
+
+
+def split_lines(text):
+    """One text per "\n" line (a trailing "\r" dropped); unlike str.splitlines, U+2028, U+0085, form feed ...
+    stay inside the text they belong to."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def main(args):

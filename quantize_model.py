@@ -23,6 +23,9 @@ def parse_args(argv=None):
     p.add_argument("--data_file", default=None, help="optional msra_ner-layout file to compare fp32 and INT8 F1 on")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the comparison")
     p.add_argument("--batch_size", type=int, default=32, help="windows per batch for the comparison")
+    p.add_argument("--reduce_range", choices=["auto", "on", "off"], default="auto",
+                   help="7-bit INT8 weights: auto = on for x86 CPUs without VNNI (8-bit products can saturate "
+                        "there), off where VNNI or non-x86")
     return p.parse_args(argv)
 
 
@@ -38,11 +41,13 @@ def main(args):
     os.makedirs(args.output_dir, exist_ok=True)
     fp32 = utils.export_onnx(prefix, os.path.join(args.output_dir, "model.onnx"))
     utils.setup_logging()  # paddle2onnx reconfigures the root logger
-    int8 = utils.quantize_onnx(fp32, os.path.join(args.output_dir, "model.int8.onnx"))
+    int8 = os.path.join(args.output_dir, "model.int8.onnx")
+    reduce_range = utils.quantize_onnx(fp32, int8, reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range])
     tokenizer.save_pretrained(args.output_dir)
     utils.write_json(os.path.join(args.output_dir, utils.INFO_NAME),
-                     dict(info, kind="onnx", onnx_fp32="model.onnx", onnx_int8="model.int8.onnx", source=args.model_dir))
-    result = {"onnx_fp32": fp32, "onnx_int8": int8, "int8_mb": round(os.path.getsize(int8) / 2**20, 2),
+                     dict(info, kind="onnx", onnx_fp32="model.onnx", onnx_int8="model.int8.onnx", source=args.model_dir,
+                          int8_reduce_range=reduce_range))
+    result = {"onnx_fp32": fp32, "onnx_int8": int8, "reduce_range": reduce_range, "int8_mb": round(os.path.getsize(int8) / 2**20, 2),
               "fp32_mb": round(os.path.getsize(fp32) / 2**20, 2)}
     logger.info("ONNX fp32 %s (%.1f MB) | INT8 %s (%.1f MB)", fp32, result["fp32_mb"], int8, result["int8_mb"])
     if args.data_file:

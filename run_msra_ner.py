@@ -52,7 +52,7 @@ def main(args):
     train_model = paddle.DataParallel(model) if world_size > 1 else model
 
     best_dir = os.path.join(args.output_dir, "model_best")
-    utils.recover_directory(best_dir)
+    utils.recover_run_outputs(args.output_dir, ["model_best"], rank, world_size)
     state = {"best": {"f1": -1.0, "step": None}, "curve": []}
 
     def run_dev(step, epoch):
@@ -68,7 +68,7 @@ def main(args):
             state["best"] = {"f1": scores["f1"], "step": step}
             metrics = {"step": step, "epoch": round(epoch, 3), "dev": scores}
             utils.save_model_dir(best_dir, model.bert.config, model.state_dict(), tokenizer,
-                                 teacher_info(args, label_list), metrics, utils.args_to_dict(args))
+                                 teacher_info(args, label_list, data["dev_split"]), metrics, utils.args_to_dict(args))
 
     def step_fn(input_ids, labels):
         logits = train_model(paddle.to_tensor(input_ids))
@@ -101,8 +101,8 @@ def main(args):
     return result
 
 
-def teacher_info(args, label_list):
-    return {"kind": "teacher", "labels": label_list, "max_seq_length": args.max_seq_length}
+def teacher_info(args, label_list, dev_split):
+    return {"kind": "teacher", "labels": label_list, "max_seq_length": args.max_seq_length, "dev_split": dev_split}
 
 
 if __name__ == "__main__":

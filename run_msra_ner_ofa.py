@@ -68,6 +68,7 @@ def main(args):
         raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
                         f"{config.max_position_embeddings} positions")
     data = utils.load_splits(args, label_list=label_list)
+    utils.check_same_dev_split(utils.teacher_dev_split(args.model_name_or_path, info), data["dev_split"])
     if rank == 0:
         utils.check_output_dir_writable(args.output_dir)
         utils.check_free_space(args.output_dir, utils.count_parameters(teacher), copies=4 + len(widths))
@@ -106,8 +107,7 @@ def main(args):
     sampler, num_steps = utils.training_sampler(args, features)
     optimizer = utils.make_optimizer(ofa_model.model.parameters(), ofa_model.model.named_parameters(), args, num_steps)
 
-    for width in widths:
-        utils.recover_directory(width_dir(args.output_dir, width))
+    utils.recover_run_outputs(args.output_dir, [os.path.basename(width_dir("", w)) for w in widths], rank, world_size)
     state = {"best": {str(w): {"f1": -1.0, "step": None} for w in widths}, "curve": []}
 
     def run_dev(step, epoch):

@@ -154,11 +154,18 @@ def start_run(args):
     return rank, world_size, versions
 
 
+GPU_INSTALL = ("pip install paddlepaddle-gpu==3.1.1 -i https://www.paddlepaddle.org.cn/packages/stable/cu118/ "
+               "&& pip uninstall -y paddlepaddle")
+
+
 def set_device(device):
     import paddle
 
     if device == "gpu" and not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0):
-        raise UserError("--device gpu: no CUDA GPU available to this Paddle build; use --device cpu")
+        if not paddle.device.is_compiled_with_cuda():
+            raise UserError(f"--device gpu: this Paddle is the CPU-only build; on a CUDA 11.8 machine run "
+                            f"{GPU_INSTALL} (see README), or use --device cpu")
+        raise UserError("--device gpu: Paddle sees no CUDA GPU; use --device cpu")
     if device == "xpu" and not paddle.device.is_compiled_with_xpu():
         raise UserError("--device xpu: this Paddle build has no XPU support; use --device cpu")
     paddle.set_device(device)
@@ -317,13 +324,47 @@ def load_splits(args, label_list=None):
         label_list = file_labels or label_list_from(train)
     check_labels_known(train, label_list, "train")
     if dev is None:
+        dev_split = {"from": "train", "dev_ratio": args.dev_ratio, "seed": args.seed, "train_sentences": len(train)}
         train, dev = split_dev(train, args.dev_ratio, args.seed)
         dev_source = f"{args.dev_ratio:g} of train (seed {args.seed})"
     else:
+        dev_split = {"from": "dev.tsv"}
         dev_source = "dev.tsv"
         check_labels_known(dev, label_list, "dev")
     check_labels_known(test, label_list, "test")
-    return {"train": train, "dev": dev, "test": test, "labels": list(label_list), "dev_source": dev_source}
+    return {"train": train, "dev": dev, "test": test, "labels": list(label_list), "dev_source": dev_source,
+            "dev_split": dev_split}
+
+
+def teacher_dev_split(teacher_dir, info):
+    """How the teacher's dev split was made: model_info.json's ``dev_split``, else (older teachers) its
+    args.json's --seed/--dev_ratio (the data then had no dev.tsv unless args.json says otherwise)."""
+    if "dev_split" in info:
+        return info["dev_split"]
+    args_path = os.path.join(teacher_dir, "args.json")
+    if not os.path.isfile(args_path):
+        return None
+    teacher_args = read_json(args_path)
+    return {"from": "train", "dev_ratio": teacher_args.get("dev_ratio"), "seed": teacher_args.get("seed")}
+
+
+def check_same_dev_split(teacher_split, split):
+    """Stage 2 must score on the teacher's dev split: a dev carved from train with another seed/ratio (or from
+    other data) holds sentences the teacher trained on, and its scores would look better than they are."""
+    if split["from"] == "dev.tsv" or teacher_split is None:
+        return
+    if teacher_split["from"] == "dev.tsv":
+        raise UserError("the teacher was scored on the data's dev.tsv, but this data has none; give the same "
+                        "--data_dir")
+    for key, flag in (("seed", "--seed"), ("dev_ratio", "--dev_ratio")):
+        if teacher_split.get(key) != split[key]:
+            raise UserError(f"{flag} {split[key]} differs from the teacher's {teacher_split.get(key)}: dev would "
+                            f"hold sentences the teacher trained on; pass {flag} {teacher_split.get(key)} (or give a "
+                            "dev.tsv)")
+    if teacher_split.get("train_sentences", split["train_sentences"]) != split["train_sentences"]:
+        raise UserError(f"train has {split['train_sentences']} sentences, the teacher's had "
+                        f"{teacher_split['train_sentences']}: not the teacher's data, so dev would not be its dev "
+                        "split; give the same --data_dir (or a dev.tsv)")
 
 
 # --------------------------------------------------------------------------- encoding and windows
@@ -332,13 +373,14 @@ def load_splits(args, label_list=None):
 class CharEncoder:
     """Maps each character to exactly one vocabulary id, so labels stay aligned to characters.
 
-    A character missing from the vocabulary (or whitespace, or an empty token) becomes [UNK]; with a
-    lower-casing tokenizer, Latin letters are looked up lower-cased."""
+    A character is looked up as it is, then lower-cased; one missing both ways (or whitespace, or an empty
+    token) becomes [UNK]. The rule depends only on the vocabulary, not on the tokenizer's ``do_lower_case``
+    (the hub's bert-base-chinese says False, a tokenizer built from a local vocab.txt True), so the same
+    character gets the same id whichever way the model was loaded."""
 
     def __init__(self, tokenizer):
         vocab = tokenizer.vocab
         self.token_to_id = dict(vocab.token_to_idx)
-        self.lower = bool(getattr(tokenizer, "do_lower_case", True))
         self.unk_id = self.token_to_id[tokenizer.unk_token]
         self.cls_id = self.token_to_id[tokenizer.cls_token]
         self.sep_id = self.token_to_id[tokenizer.sep_token]
@@ -346,7 +388,7 @@ class CharEncoder:
 
     def char_id(self, char):
         found = self.token_to_id.get(char)
-        if found is None and self.lower:
+        if found is None:
             found = self.token_to_id.get(char.lower())
         return self.unk_id if found is None or not char.strip() else found
 
@@ -498,7 +540,23 @@ def bio_transitions(label_list):
     return start, trans
 
 
-def constrained_decode(score_list, label_list, batch_size=256):
+def decode_chunks(lengths, max_cells=1 << 18):
+    """Group sequence indices (shortest first) so that each group, padded to its longest, holds at most
+    ``max_cells`` characters; a longer sequence goes alone. Bounds :func:`constrained_decode`'s memory by
+    characters, whatever the number of sequences."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    chunks, current = [], []
+    for i in order:
+        if current and (len(current) + 1) * max(lengths[i], 1) > max_cells:
+            chunks.append(current)
+            current = []
+        current.append(i)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def constrained_decode(score_list, label_list, max_cells=1 << 18):
     """Viterbi over per-character log-probabilities, restricted to valid BIO sequences.
 
     A softmax tagger decodes characters independently, so its argmax can start an entity with I-X or switch
@@ -507,9 +565,7 @@ def constrained_decode(score_list, label_list, batch_size=256):
     start, trans = bio_transitions(label_list)
     n = len(label_list)
     results = [None] * len(score_list)
-    order = sorted(range(len(score_list)), key=lambda i: len(score_list[i]))
-    for b in range(0, len(order), batch_size):
-        idx = order[b:b + batch_size]
+    for idx in decode_chunks([len(scores) for scores in score_list], max_cells):
         lengths = np.array([len(score_list[i]) for i in idx])
         steps = int(lengths.max())
         if steps == 0:
@@ -700,14 +756,19 @@ def load_state_checked(model, weights_path):
     return model
 
 
+FOREIGN_WEIGHT_SUFFIXES = (".bin", ".safetensors", ".h5", ".ckpt", ".pt", ".pth", ".msgpack", ".pdparams",
+                           ".index", ".onnx")
+
+
 def load_teacher_start(name_or_dir, num_labels, label_list):
     """Stage 1's starting model: a hub name, a local pretrained dir, or a config-only dir (random init)."""
     from paddlenlp.transformers import BertForTokenClassification
 
     id2label = dict(enumerate(label_list))
     if not os.path.isdir(name_or_dir):
-        if os.path.exists(name_or_dir) or os.sep in name_or_dir or name_or_dir.startswith("."):
-            raise UserError(f"--model_name_or_path {name_or_dir}: not a directory or a known model name")
+        # a path (not a hub name such as "bert-base-chinese" or "org/name") that is not a directory
+        if os.path.exists(name_or_dir) or name_or_dir.startswith((".", os.sep, "~")):
+            raise UserError(f"--model_name_or_path {name_or_dir}: not a directory")
         try:
             model = BertForTokenClassification.from_pretrained(name_or_dir, num_labels=num_labels)
         except Exception as error:
@@ -720,9 +781,12 @@ def load_teacher_start(name_or_dir, num_labels, label_list):
                         "pretrained BERT directory or a config-only one")
     config = bert_config_from_dir(name_or_dir, num_labels)
     config.id2label, config.label2id = id2label, {v: k for k, v in id2label.items()}
-    weights = [f for f in (WEIGHTS_NAME, "model.safetensors", "model_state.pdparams") if
-               os.path.isfile(os.path.join(name_or_dir, f))]
-    if not weights:
+    if not os.path.isfile(os.path.join(name_or_dir, WEIGHTS_NAME)):
+        foreign = sorted(f for f in os.listdir(name_or_dir) if f.endswith(FOREIGN_WEIGHT_SUFFIXES))
+        if foreign:
+            raise UserError(f"{name_or_dir}: has {', '.join(foreign)} but no {WEIGHTS_NAME}; this code reads only "
+                            f"Paddle weights (convert them, e.g. with PaddleNLP's converter), or remove them to "
+                            "train from random init on purpose")
         model = BertForTokenClassification(config)
         return model, f"RANDOM INIT from {name_or_dir}/config.json (no weights in the directory)"
     model = BertForTokenClassification.from_pretrained(name_or_dir, config=config)
@@ -730,10 +794,15 @@ def load_teacher_start(name_or_dir, num_labels, label_list):
 
 
 def load_model_dir(model_dir, expect_kinds):
-    """Load a directory written by this project: (model, tokenizer, info). ``expect_kinds``: allowed kinds."""
-    recover_directory(model_dir)
+    """Load a directory written by this project: (model, tokenizer, info). ``expect_kinds``: allowed kinds.
+
+    Read-only: a save in progress (``DIR.tmp*``/``DIR.old*`` beside it) is left alone; only the run that owns
+    the directory repairs an interrupted save, at its start (:func:`recover_interrupted_save`)."""
     if not os.path.isdir(model_dir):
-        raise UserError(f"{model_dir}: model directory not found")
+        pending = interrupted_save_leftovers(model_dir)
+        hint = f" ({', '.join(pending)} beside it: a save is in progress or was interrupted; retry, or re-run " \
+               "the stage that writes it to recover)" if pending else ""
+        raise UserError(f"{model_dir}: model directory not found{hint}")
     info = read_model_info(model_dir)
     if info is None:
         raise UserError(f"{model_dir}: no {INFO_NAME}; expected the output of "
@@ -747,6 +816,18 @@ def load_model_dir(model_dir, expect_kinds):
     config = bert_config_from_dir(model_dir)
     model = load_state_checked(build_token_classifier(config), weights)
     return model, load_tokenizer(model_dir), info
+
+
+def load_inference_model(model_dir):
+    """(model, tokenizer, info) in eval mode, computing what the directory's scores measured: a teacher or an
+    exported sub-model as saved; a supernet directory (stage 2's ``model_<width>/``) cut to the width it was
+    kept for -- never the full-width network its weights also contain."""
+    model, tokenizer, info = load_model_dir(model_dir, ["teacher", "supernet", "sub_model"])
+    if info["kind"] == "supernet":
+        config = model.bert.config
+        model, _ = cut_sub_model(build_supernet(model, info["width_mult_list"]), config, info["width_mult"])
+    model.eval()
+    return model, tokenizer, info
 
 
 KIND_SOURCE = {"teacher": "run_msra_ner.py's model_best/", "supernet": "run_msra_ner_ofa.py's model_<width>/",
@@ -777,7 +858,7 @@ def save_model_dir(path, config, state_dict, tokenizer, info, metrics=None, args
 
 def swap_into_place(tmp, path):
     """Replace directory ``path`` by the complete directory ``tmp``. The only moment ``path`` is absent is
-    between two renames; :func:`recover_directory` puts the old one back if a crash hits exactly there."""
+    between two renames; :func:`recover_interrupted_save` (at the owning run's next start) puts the old one back if a crash hits exactly there."""
     old = f"{path}.old{os.getpid()}"
     if os.path.exists(path):
         os.rename(path, old)
@@ -786,19 +867,36 @@ def swap_into_place(tmp, path):
         shutil.rmtree(old)
 
 
-def recover_directory(path):
-    """After an interrupted save: restore ``path`` from ``path.old*`` if it is missing; drop ``path.tmp*``."""
+def interrupted_save_leftovers(path):
+    """Names of ``path.old*`` / ``path.tmp*`` siblings (what a save in progress or an interrupted one leaves)."""
     parent, name = os.path.split(os.path.abspath(path))
     if not os.path.isdir(parent):
-        return
-    leftovers = [n for n in os.listdir(parent) if n.startswith(name + ".old") or n.startswith(name + ".tmp")]
-    for leftover in sorted(leftovers):
+        return []
+    return sorted(n for n in os.listdir(parent) if n.startswith(name + ".old") or n.startswith(name + ".tmp"))
+
+
+def recover_interrupted_save(path):
+    """Repair what an interrupted save of ``path`` left: restore ``path`` from ``path.old*`` if it is missing,
+    delete ``path.tmp*``. This deletes files: only the run that owns ``path`` calls it, once, at its start
+    (rank 0 only), never a reader."""
+    parent = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(os.path.abspath(path))
+    for leftover in interrupted_save_leftovers(path):
         full = os.path.join(parent, leftover)
         if leftover.startswith(name + ".old") and not os.path.exists(path):
             os.rename(full, path)
             logger.warning("restored %s from an interrupted save", path)
         elif os.path.isdir(full):
             shutil.rmtree(full)
+
+
+def recover_run_outputs(output_dir, names, rank, world_size):
+    """At the start of a training run, repair interrupted saves of the directories it owns
+    (OUTPUT_DIR/<name> for each name, and OUTPUT_DIR/checkpoint). Rank 0 only; the others wait."""
+    if rank == 0:
+        for name in list(names) + [CHECKPOINT_DIR]:
+            recover_interrupted_save(os.path.join(output_dir, name))
+    barrier(world_size)
 
 
 def check_free_space(path, parameters, copies):
@@ -906,7 +1004,6 @@ def load_checkpoint(output_dir, model, optimizer):
     import paddle
 
     path = os.path.join(output_dir, CHECKPOINT_DIR)
-    recover_directory(path)
     if not os.path.isfile(os.path.join(path, "trainer_state.json")):
         return None
     model.set_state_dict(paddle.load(os.path.join(path, "model.pdparams")))
@@ -928,6 +1025,8 @@ def train_loop(args, *, sampler, features, encoder, num_steps, optimizer, step_f
 
     step = 0
     if getattr(args, "resume", False):
+        found = os.path.isfile(os.path.join(args.output_dir, CHECKPOINT_DIR, "trainer_state.json"))
+        check_checkpoint_on_every_rank(count_on_ranks(found, world_size), world_size, args.output_dir)
         restored = load_checkpoint(args.output_dir, model, optimizer)
         if restored is None:
             logger.warning("--resume: no checkpoint in %s; starting at step 0", args.output_dir)
@@ -935,7 +1034,10 @@ def train_loop(args, *, sampler, features, encoder, num_steps, optimizer, step_f
             step = restored["step"]
             state.update(restored["state"])
             logger.info("resumed from %s at step %d", os.path.join(args.output_dir, CHECKPOINT_DIR), step)
-    per_epoch = max(1, len(sampler))
+    per_epoch = len(sampler)
+    if per_epoch == 0:
+        raise UserError(f"rank {rank} of {world_size} gets no training batch: {len(features)} windows are too few "
+                        f"for {world_size} processes; use fewer processes or more data")
     timer, logs, since_log = StepTimer(), {}, 0
     while step < num_steps:
         epoch_index, skip = divmod(step, per_epoch)
@@ -943,7 +1045,8 @@ def train_loop(args, *, sampler, features, encoder, num_steps, optimizer, step_f
         for k, batch in enumerate(sampler):
             if k < skip:
                 continue
-            paddle.seed(args.seed * 1000003 + step)
+            timer.resume()
+            paddle.seed(dropout_seed(args.seed, step, rank))
             input_ids, labels = collate([features[i] for i in batch], encoder)
             for key, value in step_fn(input_ids, labels).items():
                 logs.setdefault(key, []).append(value)
@@ -952,18 +1055,18 @@ def train_loop(args, *, sampler, features, encoder, num_steps, optimizer, step_f
             optimizer.clear_grad()
             step += 1
             since_log += 1
+            timer.pause()
             epoch = step / per_epoch
             if step % args.logging_steps == 0 or step == num_steps:
                 values = " ".join(f"{key} {np.mean(v):.4f}" for key, v in logs.items())
                 logger.info("step %d/%d epoch %.2f | %s | lr %.2e | %.3f s/step", step, num_steps, epoch, values,
-                            optimizer.get_lr(), timer.lap() / since_log)
+                            optimizer.get_lr(), timer.take() / since_log)
                 logs, since_log = {}, 0
             if step % args.save_steps == 0 or step == num_steps:
                 if rank == 0:
                     run_dev(step, epoch)
                     save_checkpoint(args.output_dir, model, optimizer, {"step": step, "state": state})
                 barrier(world_size)
-                timer.lap()  # evaluation time is not training time
             if step >= num_steps:
                 break
     if world_size > 1:  # every process says what it holds; DataParallel keeps them identical
@@ -971,15 +1074,54 @@ def train_loop(args, *, sampler, features, encoder, num_steps, optimizer, step_f
     return step
 
 
-class StepTimer:
-    def __init__(self):
-        self.start = time.time()
-        self.last = self.start
+def count_on_ranks(flag, world_size):
+    """How many processes have ``flag`` true (an all-reduce; just ``int(flag)`` in a single process)."""
+    if world_size == 1:
+        return int(flag)
+    import paddle
+    import paddle.distributed as dist
 
-    def lap(self):
-        now = time.time()
-        elapsed, self.last = now - self.last, now
-        return elapsed
+    total = paddle.to_tensor([int(flag)], dtype="int64")
+    dist.all_reduce(total)
+    return int(total.numpy()[0])
+
+
+def check_checkpoint_on_every_rank(found, world_size, output_dir):
+    """--resume needs the checkpoint (written by rank 0) on every process's disk."""
+    if 0 < found < world_size:
+        raise UserError(f"--resume: {found} of {world_size} processes see {output_dir}/{CHECKPOINT_DIR}; rank 0 "
+                        "writes it, so on several machines OUTPUT_DIR must be on a shared file system (or copy the "
+                        "checkpoint directory to every machine first)")
+
+
+def dropout_seed(seed, step, rank):
+    """The seed set before each step: repeatable for --resume, different on each rank (so data-parallel
+    processes draw different dropout masks, as independent batches should)."""
+    return seed * 1000003 + step + rank * (1 << 32)
+
+
+def clock():
+    return time.perf_counter()
+
+
+class StepTimer:
+    """Time spent in training steps only (between ``resume()`` and ``pause()``); evaluation and checkpoints
+    between steps are not counted."""
+
+    def __init__(self):
+        self.total, self.since = 0.0, None
+
+    def resume(self):
+        self.since = clock()
+
+    def pause(self):
+        self.total += clock() - self.since
+        self.since = None
+
+    def take(self):
+        """Step seconds accumulated since the last take()."""
+        total, self.total = self.total, 0.0
+        return total
 
 
 # --------------------------------------------------------------------------- width supernet
@@ -1266,19 +1408,49 @@ def constants_to_initializers(onnx_path):
     return moved
 
 
-def quantize_onnx(fp32_path, int8_path):
-    """ONNX Runtime dynamic quantization: INT8 weights (per channel) for MatMul, activations quantized on the fly."""
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def int8_reduce_range(machine=None, flags=None):
+    """Whether ONNX Runtime's dynamic INT8 should quantize weights to 7 bits (``reduce_range``).
+
+    On x86 without VNNI, the u8 x s8 multiply (vpmaddubsw) adds pairs of products into int16 and can saturate
+    with full-range 8-bit weights; 7-bit weights cannot overflow there. CPUs with AVX-512 VNNI or AVX-VNNI
+    (and non-x86 CPUs) accumulate in int32, so full range is safe and more accurate."""
+    import platform
+
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    flags = cpu_flags() if flags is None else set(flags)
+    return not ({"avx512_vnni", "avx_vnni", "avx512vnni"} & flags)
+
+
+def quantize_onnx(fp32_path, int8_path, reduce_range=None):
+    """ONNX Runtime dynamic quantization: INT8 weights (per channel) for MatMul, activations quantized on the fly.
+    ``reduce_range`` None: chosen for this CPU (:func:`int8_reduce_range`). Returns the reduce_range used."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if reduce_range is None:
+        reduce_range = int8_reduce_range()
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.WARNING)  # the quantizer logs one INFO line per tensor
     try:
         quantize_dynamic(fp32_path, int8_path, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"])
+                         reduce_range=reduce_range, op_types_to_quantize=["MatMul"])
     finally:
         root.setLevel(level)
-    return int8_path
+    return reduce_range
 
 
 def onnx_logits_fn(path, threads=2):

@@ -95,7 +95,7 @@ def test_weights_not_matching_config(tmp_path, trained, tiny_demo):
     (["--max_seq_length", "2"], "at least 3"),
     (["--max_seq_length", "1000"], "exceeds the model's 128 positions"),
     (["--batch_size", "0"], "--batch_size must be positive"),
-    (["--device", "gpu"], "--device gpu: no CUDA GPU"),
+    (["--device", "gpu"], r"--device gpu: this Paddle is the CPU-only build; on a CUDA 11.8 machine run pip install paddlepaddle-gpu==3\.1\.1 -i https://www\.paddlepaddle\.org\.cn/packages/stable/cu118/"),
 ])
 def test_teacher_bad_flags(tmp_path, tiny_demo, extra, message):
     import paddle

@@ -122,7 +122,7 @@ def test_constrained_decode_is_the_best_valid_path():
     rng = np.random.RandomState(0)
     lengths = [0, 1, 2, 3, 4, 5, 1, 4]
     score_list = [utils.log_softmax(rng.randn(n, len(LABELS))) for n in lengths]
-    paths = utils.constrained_decode(score_list, LABELS, batch_size=3)  # batches mix lengths
+    paths = utils.constrained_decode(score_list, LABELS, max_cells=12)  # chunks mix lengths
     for s, path in zip(score_list, paths):
         assert len(path) == len(s)
         best, best_score = None, -np.inf
@@ -158,3 +158,20 @@ def test_evaluation_decodes_valid_bio(monkeypatch):
     assert utils.chunk_scores([ids("B-PER I-PER O O")], [argmax.tolist()], LABELS)["f1"] == 0.0
     s = utils.evaluate(logits_fn, examples, E, LABELS, max_seq_length=16, batch_size=4)
     assert s["f1"] == 1.0 and s["pred_chunks"] == 1
+
+
+def test_decode_memory_is_bounded_by_characters_not_sequences():
+    """256 texts of 100,000 characters used to be padded into one float64 block (~3 GB at 7 labels); chunks
+    are now bounded by padded characters, and decoding in chunks gives the same paths."""
+    lengths = [100_000] * 256 + [3, 50, 0, 7] * 100
+    cells = 1 << 18
+    chunks = utils.decode_chunks(lengths, cells)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
+    for chunk in chunks:
+        padded = len(chunk) * max(lengths[i] for i in chunk)
+        assert padded <= cells or len(chunk) == 1, (len(chunk), padded)
+    rng = np.random.RandomState(1)
+    score_list = [utils.log_softmax(rng.randn(n, len(LABELS))) for n in [5, 0, 40, 17, 1, 33, 8]]
+    one_block = utils.constrained_decode(score_list, LABELS, max_cells=10**9)
+    small = utils.constrained_decode(score_list, LABELS, max_cells=40)
+    assert [p.tolist() for p in small] == [p.tolist() for p in one_block]

@@ -56,5 +56,23 @@ def test_super_embedding_builds_and_matches_embedding():
     assert emb(ids, expand_ratio=0.5).shape == [2, 3, 4]
 
 
-def test_apply_is_idempotent():
-    assert apply_paddleslim_fixes() == []
+def test_apply_patches_once_and_only_when_called():
+    """In a fresh process: importing changes nothing, the first call patches both, a second call nothing."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import paddleslim_compat, utils\n"
+            "from paddleslim.nas.ofa.layers import SuperEmbedding, SuperLayerNorm\n"
+            "before = (SuperLayerNorm.forward, SuperEmbedding.__init__)\n"
+            "first = paddleslim_compat.apply_paddleslim_fixes()\n"
+            "after = (SuperLayerNorm.forward, SuperEmbedding.__init__)\n"
+            "second = paddleslim_compat.apply_paddleslim_fixes()\n"
+            "assert before[0] is not after[0] and before[1] is not after[1], 'not patched'\n"
+            "assert (SuperLayerNorm.forward, SuperEmbedding.__init__) == after, 'patched twice'\n"
+            "print(first, second)\n") % REPO
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['SuperLayerNorm.forward', 'SuperEmbedding.__init__'] []"

@@ -85,7 +85,7 @@ def test_export_sub_model_reloads_and_matches_supernet_score(chain):
     sub.eval()
     test = utils.read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
     scores = utils.evaluate(utils.dynamic_logits_fn(sub), test, utils.CharEncoder(tokenizer), info["labels"], 48, 16)
-    assert scores["f1"] == pytest.approx(chain["ofa"]["widths"]["0.5"]["test_f1"], abs=0.01)
+    assert scores["f1"] == chain["ofa"]["widths"]["0.5"]["test_f1"]  # the supernet at 0.5 scored the same
 
 
 def test_export_never_touches_its_input(chain, tmp_path):
@@ -129,7 +129,12 @@ def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
     out = tmp_path / "out"
     teacher = run_msra_ner.main(teacher_args(str(data_dir), model_dir, str(out / "teacher"), "--max_steps", "8"))
     assert utils.read_json(str(out / "teacher" / "model_best" / "model_info.json"))["labels"] == labels
-    assert len(teacher["curve"]) >= 1
+    # dev was carved from train (seeded) and scored over all 8 types: its gold chunks are that split's entities
+    train = utils.read_ner_file(str(data_dir / "train.tsv"))
+    _, dev = utils.split_dev(train, 0.1, 42)
+    dev_entities = sum(len(utils.spans_from_labels(ex["labels"])) for ex in dev)
+    assert dev_entities > 0 and [p["dev"]["gold_chunks"] for p in teacher["curve"]] == [dev_entities]
+    assert {t for ex in dev for t, _, _ in utils.spans_from_labels(ex["labels"])} <= set(types)
     run_msra_ner_ofa.main(ofa_args(str(data_dir), str(out / "teacher" / "model_best"), str(out / "ofa"),
                                    "--max_steps", "4"))
     result = export_stage.main(export_args(str(out / "ofa" / "model_1.0"), str(out / "export"), width="1.0"))
@@ -137,10 +142,44 @@ def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
     assert logits.shape == (1, 4, 17)
 
 
-def test_demo_script_runs_help():
-    for script in ("run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py", "predict.py"):
-        out = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"], capture_output=True, text=True)
-        assert out.returncode == 0 and "--" in out.stdout, script
+HELP_SCRIPTS = ("run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py", "predict.py",
+                "quantize_model.py", "benchmark.py", "demo_data.py", os.path.join("scripts", "benchmark_msra_cpu.py"))
+
+
+def script_parser(script, monkeypatch):
+    """The argparse parser a script's parse_args builds (caught at its parse_args call)."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("script_under_test", os.path.join(REPO, script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Caught(Exception):
+        pass
+
+    def catch(self, *args, **kwargs):
+        raise Caught(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    with pytest.raises(Caught) as caught:
+        module.parse_args([])
+    monkeypatch.undo()
+    return caught.value.args[0]
+
+
+@pytest.mark.parametrize("script", HELP_SCRIPTS)
+def test_every_flag_has_help(script, monkeypatch):
+    parser = script_parser(script, monkeypatch)
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert flags
+    undocumented = [a.option_strings[0] for a in flags if not (a.help or "").strip()]
+    assert not undocumented, f"{script}: flags without help: {undocumented}"
+    out = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    missing = [a.option_strings[0] for a in flags if a.option_strings[0] not in out.stdout]
+    assert not missing, f"{script} --help lacks {missing}"
 
 
 def test_int8_model_loads_and_labels_like_fp32(chain, tmp_path, capsys):
@@ -150,7 +189,9 @@ def test_int8_model_loads_and_labels_like_fp32(chain, tmp_path, capsys):
     result = quantize_model.main(quantize_model.parse_args(
         ["--model_dir", static_dir, "--output_dir", str(tmp_path / "int8"),
          "--data_file", os.path.join(chain["data_dir"], "test.tsv")]))
-    assert os.path.isfile(result["onnx_int8"]) and abs(result["f1_change_points"]) < 5.0
+    # measured here: 0.00 points (F1 0.9026 both). A test set this small moves ~0.3-0.5 points per entity, so
+    # 1 point allows two entities to flip; a broken quantization moves many more.
+    assert os.path.isfile(result["onnx_int8"]) and abs(result["f1_change_points"]) <= 1.0, result["f1"]
     import onnx
 
     ops = [node.op_type for node in onnx.load(result["onnx_int8"]).graph.node]

@@ -67,12 +67,26 @@ def test_supernet_full_width_equals_model_and_cut_shapes():
             assert not np.allclose(at_width, expected, atol=1e-4)
 
 
-def test_width_rounds_to_whole_heads():
+def test_width_rounds_to_whole_heads_and_keeps_the_first_ones():
+    """Width w keeps round(w*heads) whole heads and round(w*neurons) neurons -- the *first* ones, which the
+    importance reordering made the most important."""
     model = tiny_model(num_heads=12, hidden_size=48, intermediate_size=96)
+    full = {k: v.numpy() for k, v in model.state_dict().items()}
     ofa = utils.build_supernet(model, [1.0, 0.8333, 0.6667, 0.5])
     assert utils.set_supernet_width(ofa, 0.8333) == (10, 80)
     assert utils.set_supernet_width(ofa, 0.6667) == (8, 64)
     logits(ofa, batch())  # runs: q/k/v keep exactly 10 heads x 4 dims
+    sub, _ = utils.cut_sub_model(ofa, model.bert.config, 0.6667)
+    for i, layer in enumerate(utils.encoder_layers(sub)):
+        prefix = f"bert.encoder.layers.{i}."
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            np.testing.assert_array_equal(getattr(layer.self_attn, proj).weight.numpy(),
+                                          full[prefix + f"self_attn.{proj}.weight"][:, :8 * 4])
+        np.testing.assert_array_equal(layer.self_attn.out_proj.weight.numpy(),
+                                      full[prefix + "self_attn.out_proj.weight"][:8 * 4])
+        np.testing.assert_array_equal(layer.linear1.weight.numpy(), full[prefix + "linear1.weight"][:, :64])
+        np.testing.assert_array_equal(layer.linear1.bias.numpy(), full[prefix + "linear1.bias"][:64])
+        np.testing.assert_array_equal(layer.linear2.weight.numpy(), full[prefix + "linear2.weight"][:64])
 
 
 @pytest.mark.parametrize("widths, message", [
@@ -84,15 +98,17 @@ def test_width_list_validation(widths, message):
 
 
 def test_static_export_parity(tmp_path):
+    """Paddle Inference with oneDNN (what predict runs) against the supernet at that width, computed before the
+    export (``to_static`` converts the exported layer in place, so it cannot be its own reference)."""
     model = tiny_model()
     ofa = utils.build_supernet(model, WIDTHS)
     sub, _ = utils.cut_sub_model(ofa, model.bert.config, 0.5)
+    ids = batch()
+    ids2 = np.concatenate([batch(seed=3)] * 2)[:, :5]  # another batch size and sequence length
+    expected, expected2 = logits(ofa, ids), logits(ofa, ids2)
     prefix = str(tmp_path / "static" / "model")
     utils.save_static(sub, prefix)
     assert all(os.path.isfile(p) for p in utils.static_paths(prefix))
-    ids = batch()
-    static = utils.static_logits_fn(prefix)(ids)
-    np.testing.assert_allclose(static, logits(sub, ids), rtol=1e-4, atol=1e-5)
-    # dynamic batch and sequence length
-    ids2 = np.concatenate([batch(seed=3)] * 2)[:, :5]
-    np.testing.assert_allclose(utils.static_logits_fn(prefix)(ids2), logits(sub, ids2), rtol=1e-4, atol=1e-5)
+    static = utils.static_logits_fn(prefix, mkldnn=True)
+    np.testing.assert_allclose(static(ids), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(static(ids2), expected2, rtol=0, atol=1e-5)
