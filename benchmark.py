@@ -18,6 +18,7 @@ import sys
 import time
 
 import utils
+from ner_ofa import backends, cli, model_io
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -43,13 +44,9 @@ def hardware():
 
 
 def export_static(model_dir, prefix):
-    """Save a teacher/sub-model directory as a static model (with tokenizer and model_info.json beside it)."""
-    model, tokenizer, info = utils.load_inference_model(model_dir)
-    static_dir = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(static_dir, exist_ok=True)
-    utils.save_static(model, prefix)
-    tokenizer.save_pretrained(static_dir)
-    utils.write_json(os.path.join(static_dir, utils.INFO_NAME), dict(info, kind="static", prefix=os.path.basename(prefix)))
+    """Save a model directory (a supernet dir at its width) as a static model with tokenizer and model_info.json."""
+    model, tokenizer, model_info = backends.load_inference_model(model_dir)
+    backends.save_static_dir(model, prefix, tokenizer, model_info)
     return prefix
 
 
@@ -67,9 +64,9 @@ def time_models(loaded, texts, max_seq_length, batch_size, repeats):
 
 
 def load_static(static_dir, threads):
-    info = utils.read_model_info(static_dir)
-    fn = utils.static_logits_fn(os.path.join(static_dir, info["prefix"]), threads=threads, mkldnn=True)
-    return fn, utils.CharEncoder(utils.load_tokenizer(static_dir)), info["labels"]
+    model_info = model_io.read_model_info(static_dir)
+    fn = backends.static_logits_fn(os.path.join(static_dir, model_info["prefix"]), threads=threads, mkldnn=True)
+    return fn, utils.CharEncoder(model_io.load_tokenizer(static_dir)), model_info["labels"]
 
 
 def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, repeats):
@@ -79,21 +76,22 @@ def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, rep
 
 def build_random_models(args):
     """bert-base-chinese shape with random weights: teacher dir, static teacher, static widths, INT8."""
-    import export_model_msra_ner_ofa as export_stage
     from paddlenlp.transformers import BertConfig, BertForTokenClassification
 
+    import export_model_msra_ner_ofa as export_stage
+
     work = args.work_dir
-    config_raw = utils.read_json(os.path.join(args.bert_dir, "config.json"))
-    config = BertConfig(**{k: config_raw[k] for k in utils.BERT_CONFIG_FIELDS}, num_labels=len(MSRA_LABELS))
-    tokenizer = utils.load_tokenizer(args.bert_dir)
+    config_raw = model_io.read_json(os.path.join(args.bert_dir, "config.json"))
+    config = BertConfig(**{k: config_raw[k] for k in model_io.BERT_CONFIG_FIELDS}, num_labels=len(MSRA_LABELS))
+    tokenizer = model_io.load_tokenizer(args.bert_dir)
     model = BertForTokenClassification(config)
     teacher_dir = os.path.join(work, "teacher")
-    info = {"kind": "teacher", "labels": MSRA_LABELS, "max_seq_length": args.max_seq_length}
-    utils.save_model_dir(teacher_dir, config, model.state_dict(), tokenizer, info)
+    model_info = {"kind": "teacher", "labels": MSRA_LABELS, "max_seq_length": args.max_seq_length}
+    model_io.save_model_dir(teacher_dir, config, model.state_dict(), tokenizer, model_info)
     # the same weights as a "supernet" directory, so stage 3 cuts the widths exactly as it does after training
     supernet_dir = os.path.join(work, "supernet")
-    utils.save_model_dir(supernet_dir, config, model.state_dict(), tokenizer,
-                         dict(info, kind="supernet", width_mult_list=args.widths, width_mult=1.0))
+    model_io.save_model_dir(supernet_dir, config, model.state_dict(), tokenizer,
+                         dict(model_info, kind="supernet", width_mult_list=args.widths, width_mult=1.0))
     paths = {"teacher_dir": teacher_dir,
              "teacher_static": os.path.dirname(export_static(teacher_dir, os.path.join(work, "teacher_export", "static",
                                                                                      "model")))}
@@ -128,7 +126,7 @@ def paths_from_msra_run(args):
         paths[f"width:{width}"] = os.path.join(run, "export", str(width), "static")
     for key, path in paths.items():  # before making INT8 from them
         if not os.path.isdir(path):
-            raise utils.UserError(f"{path}: not found ({key}); run scripts/benchmark_msra_cpu.py first")
+            raise cli.UserError(f"{path}: not found ({key}); run scripts/benchmark_msra_cpu.py first")
     add_int8(paths, min(args.widths))
     return paths
 
@@ -160,27 +158,27 @@ def main(args):
 
     paddle.set_device("cpu")
     paddle.base.core.set_num_threads(args.threads)
-    utils.setup_logging()
+    cli.setup_logging()
     if not os.path.isfile(args.bench_file):
-        raise utils.UserError(f"{args.bench_file}: workload file not found")
+        raise cli.UserError(f"{args.bench_file}: workload file not found")
     texts = read_workload(args.bench_file)
     if not texts:
-        raise utils.UserError(f"{args.bench_file}: no text")
+        raise cli.UserError(f"{args.bench_file}: no text")
     if args.from_msra_run:
         paths = paths_from_msra_run(args)
     elif args.reuse and os.path.isfile(os.path.join(args.work_dir, "paths.json")):
-        paths = utils.read_json(os.path.join(args.work_dir, "paths.json"))
+        paths = model_io.read_json(os.path.join(args.work_dir, "paths.json"))
     else:
         paths = build_random_models(args)
-        utils.write_json(os.path.join(args.work_dir, "paths.json"), paths)
+        model_io.write_json(os.path.join(args.work_dir, "paths.json"), paths)
     if args.build_only:
         return paths
 
-    teacher, tokenizer, info = utils.load_model_dir(paths["teacher_dir"], ["teacher"])
+    teacher, tokenizer, model_info = model_io.load_model_dir(paths["teacher_dir"], ["teacher"])
     teacher.eval()
-    encoder, labels = utils.CharEncoder(tokenizer), info["labels"]
+    encoder, labels = utils.CharEncoder(tokenizer), model_info["labels"]
     rows = [{"name": "teacher, dygraph (original-style)", "width": 1.0, "precision": "fp32", "graph": "dynamic",
-             "loaded": (utils.dynamic_logits_fn(teacher), encoder, labels)},
+             "loaded": (backends.dynamic_logits_fn(teacher), encoder, labels)},
             {"name": "teacher, Paddle Inference", "width": 1.0, "precision": "fp32", "graph": "static",
              "loaded": load_static(paths["teacher_static"], args.threads)}]
     for width in args.widths:
@@ -190,8 +188,8 @@ def main(args):
         int8_dir = paths[f"int8:{name}"]
         rows.append({"name": f"{'teacher' if name == 'teacher' else f'width {width}'}, ONNX Runtime INT8",
                      "width": width, "precision": "int8", "graph": "static",
-                     "loaded": (utils.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),
-                                utils.CharEncoder(utils.load_tokenizer(int8_dir)), labels)})
+                     "loaded": (backends.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),
+                                utils.CharEncoder(model_io.load_tokenizer(int8_dir)), labels)})
     seconds = time_models([r.pop("loaded") for r in rows], texts, args.max_seq_length, args.batch_size, args.repeats)
     for row, s in zip(rows, seconds):
         row["seconds"] = s
@@ -202,14 +200,15 @@ def main(args):
         "workload": {"file": os.path.basename(args.bench_file), "characters": sum(len(t) for t in texts),
                      "texts": len(texts), "max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
                      "threads": args.threads, "repeats": args.repeats,
-                     "models": args.from_msra_run or "bert-base-chinese shape, random weights",
+                     "models": (os.path.relpath(os.path.abspath(args.from_msra_run), REPO) if args.from_msra_run
+                                else "bert-base-chinese shape, random weights"),
                      "timed": "text -> entities incl. tokenization; load and warm-up excluded; median"},
         "hardware": hardware(),
         "command": "python " + " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         "rows": rows,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    utils.write_json(args.output, result)
+    model_io.write_json(args.output, result)
     print(f"{result['workload']['characters']} characters, {args.threads} threads, {result['hardware']}")
     print(f"{'path':42s} {'seconds':>8s} {'vs dygraph':>11s} {'vs static':>10s}")
     for row in rows:
@@ -219,4 +218,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    utils.cli(main, parse_args)
+    cli.run_main(main, parse_args)

@@ -18,7 +18,8 @@ import os
 import numpy as np
 
 import utils
-from utils import UserError, logger
+from ner_ofa import backends, cli, model_io, supernet
+from ner_ofa.cli import UserError, logger
 
 
 def parse_args(argv=None):
@@ -68,86 +69,93 @@ def check_parity(reference, candidate_fn, input_ids, atol, what):
 
 
 def main(args):
-    import paddle
-
-    utils.setup_logging()
-    utils.check_versions()
+    cli.setup_logging()
+    cli.check_versions()
     args.device = resolve_device(args)
-    if args.max_seq_length < 3:
-        raise UserError(f"--max_seq_length must be at least 3, got {args.max_seq_length}")
+    cli.check_max_seq_length(args.max_seq_length)
     static_prefix = None if args.static_sub_model in (None, "None", "none", "") else args.static_sub_model
-    source = os.path.abspath(args.model_name_or_path)
-    for out in [args.sub_model_output_dir] + ([os.path.dirname(os.path.abspath(static_prefix))] if static_prefix else []):
-        out = os.path.abspath(out)
-        if out == source or out.startswith(source + os.sep):
-            raise UserError(f"{out}: output inside the input directory {source}; choose another place")
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise UserError(f"{out} exists and is not a directory")
-    utils.set_device(args.device)
+    check_outputs(args, static_prefix)
+    cli.set_device(args.device)
 
-    supernet_model, tokenizer, info = utils.load_model_dir(args.model_name_or_path, ["supernet"])
-    widths = info["width_mult_list"]
+    # 1. the supernet at --width_mult, and the sub-model cut out of it
+    supernet_model, tokenizer, supernet_info = model_io.load_model_dir(args.model_name_or_path, ["supernet"])
+    widths = supernet_info["width_mult_list"]
     if args.width_mult not in widths:
         raise UserError(f"--width_mult {args.width_mult} is not one of the supernet's widths {widths}")
-    if args.width_mult != info["width_mult"]:
+    if args.width_mult != supernet_info["width_mult"]:
         logger.warning("%s holds the weights that were best for width %s; cutting width %s from them",
-                       args.model_name_or_path, info["width_mult"], args.width_mult)
+                       args.model_name_or_path, supernet_info["width_mult"], args.width_mult)
     config = supernet_model.bert.config
-    if args.max_seq_length > config.max_position_embeddings:
-        raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
-                        f"{config.max_position_embeddings} positions")
-    full_params = utils.count_parameters(supernet_model)
-    ofa_model = utils.build_supernet(supernet_model, widths)
-    sub_model, sub_config = utils.cut_sub_model(ofa_model, config, args.width_mult)
-    sub = sub_config.ofa_sub_model
-    sub_params = utils.count_parameters(sub_model)
+    cli.check_max_seq_length(args.max_seq_length, config)
+    full_params = model_io.count_parameters(supernet_model)
+    ofa_model = supernet.build_supernet(supernet_model, widths)
+    sub_model, sub_config = supernet.cut_sub_model(ofa_model, config, args.width_mult)
+    kept = sub_config.ofa_sub_model
+    sub_params = model_io.count_parameters(sub_model)
     logger.info("width %s: %d/%d heads, %d/%d FFN neurons per layer | %d of %d parameters (%.1f%%)",
-                args.width_mult, sub["num_heads"], config.num_attention_heads, sub["intermediate_size"],
+                args.width_mult, kept["num_heads"], config.num_attention_heads, kept["intermediate_size"],
                 config.intermediate_size, sub_params, full_params, 100.0 * sub_params / full_params)
+    parity_ids = parity_batch(utils.CharEncoder(tokenizer), args.max_seq_length)
+    reference = backends.dynamic_logits_fn(ofa_model)(parity_ids)  # the supernet at --width_mult (cut_sub_model set it)
 
-    encoder = utils.CharEncoder(tokenizer)
-    parity_ids = parity_batch(encoder, args.max_seq_length)
-    reference = utils.dynamic_logits_fn(ofa_model)(parity_ids)  # the supernet at --width_mult (cut_sub_model set it)
-
-    sub_info = {"kind": "sub_model", "labels": info["labels"], "max_seq_length": args.max_seq_length,
-                "width_mult": args.width_mult, "num_heads": sub["num_heads"],
-                "intermediate_size": sub["intermediate_size"], "parameters": sub_params,
+    # 2. the dygraph sub-model, reloaded from disk and checked against the supernet
+    sub_info = {"kind": "sub_model", "labels": supernet_info["labels"], "max_seq_length": args.max_seq_length,
+                "width_mult": args.width_mult, "num_heads": kept["num_heads"],
+                "intermediate_size": kept["intermediate_size"], "parameters": sub_params,
                 "supernet": args.model_name_or_path}
-    utils.save_model_dir(args.sub_model_output_dir, sub_config, sub_model.state_dict(), tokenizer, sub_info,
-                         args=utils.args_to_dict(args))
-    reloaded, _, _ = utils.load_model_dir(args.sub_model_output_dir, ["sub_model"])
+    model_io.save_model_dir(args.sub_model_output_dir, sub_config, sub_model.state_dict(), tokenizer, sub_info,
+                            args=cli.args_to_dict(args))
+    reloaded, _, _ = model_io.load_model_dir(args.sub_model_output_dir, ["sub_model"])
     reloaded.eval()
-    dygraph_diff = check_parity(reference, utils.dynamic_logits_fn(reloaded), parity_ids, args.parity_atol,
+    dygraph_diff = check_parity(reference, backends.dynamic_logits_fn(reloaded), parity_ids, args.parity_atol,
                                 f"dygraph sub-model {args.sub_model_output_dir}")
     logger.info("dygraph sub-model: %s | vs the supernet at width %s: max |diff| %.2e", args.sub_model_output_dir,
                 args.width_mult, dygraph_diff)
     result = {"sub_model_output_dir": args.sub_model_output_dir, "width_mult": args.width_mult,
               "parameters": sub_params, "supernet_parameters": full_params, "dygraph_max_abs_diff": dygraph_diff}
 
+    # 3. the static model, run as predict/quantize/benchmark run it, checked against the supernet
     if static_prefix:
-        static_dir = os.path.dirname(os.path.abspath(static_prefix))
-        os.makedirs(static_dir, exist_ok=True)
-        tmp_prefix = os.path.join(static_dir, f".export{os.getpid()}")
-        paddle.set_device("cpu")
-        utils.save_static(reloaded, tmp_prefix)
-        try:  # what predict/quantize/benchmark run: Paddle Inference with oneDNN
-            static_fn = utils.static_logits_fn(tmp_prefix, device="cpu", mkldnn=True)
-            diff = check_parity(reference, static_fn, parity_ids, args.parity_atol, "static model (oneDNN)")
-        except Exception:
-            for path in utils.static_paths(tmp_prefix):
-                if os.path.exists(path):
-                    os.remove(path)
-            raise
-        for tmp_path, path in zip(utils.static_paths(tmp_prefix), utils.static_paths(static_prefix)):
-            os.replace(tmp_path, path)
-        tokenizer.save_pretrained(static_dir)
-        utils.write_json(os.path.join(static_dir, utils.INFO_NAME),
-                         dict(sub_info, kind="static", prefix=os.path.basename(static_prefix)))
+        diff = export_static_checked(reloaded, static_prefix, reference, parity_ids, args.parity_atol)
+        backends.write_static_info(static_prefix, tokenizer, sub_info)
         logger.info("static model: %s.json/.pdiparams | Paddle Inference + oneDNN vs the supernet at width %s: "
                     "max |diff| %.2e", static_prefix, args.width_mult, diff)
         result.update(static_sub_model=static_prefix, parity_max_abs_diff=diff)
     return result
 
 
+def check_outputs(args, static_prefix):
+    source = os.path.abspath(args.model_name_or_path)
+    outputs = [args.sub_model_output_dir] + ([os.path.dirname(os.path.abspath(static_prefix))] if static_prefix else [])
+    for out in map(os.path.abspath, outputs):
+        if out == source or out.startswith(source + os.sep):
+            raise UserError(f"{out}: output inside the input directory {source}; choose another place")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UserError(f"{out} exists and is not a directory")
+
+
+def export_static_checked(model, static_prefix, reference, parity_ids, atol):
+    """Save ``model`` as a static graph next to ``static_prefix`` under a temporary name, check Paddle Inference
+    with oneDNN against ``reference``, and only then move it into place. Returns the max |diff|."""
+    import paddle
+
+    static_dir = os.path.dirname(os.path.abspath(static_prefix))
+    os.makedirs(static_dir, exist_ok=True)
+    tmp_prefix = os.path.join(static_dir, f".export{os.getpid()}")
+    paddle.set_device("cpu")
+    backends.save_static(model, tmp_prefix)
+    try:
+        static_fn = backends.static_logits_fn(tmp_prefix, device="cpu", mkldnn=True)
+        diff = check_parity(reference, static_fn, parity_ids, atol, "static model (oneDNN)")
+    except Exception:
+        for path in backends.static_paths(tmp_prefix):
+            if os.path.exists(path):
+                os.remove(path)
+        raise
+    for tmp_path, path in zip(backends.static_paths(tmp_prefix), backends.static_paths(static_prefix)):
+        os.replace(tmp_path, path)
+    return diff
+
+
 if __name__ == "__main__":
-    utils.cli(main, parse_args)
+    cli.run_main(main, parse_args)

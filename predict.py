@@ -17,7 +17,8 @@ import os
 import sys
 
 import utils
-from utils import UserError
+from ner_ofa import backends, cli, model_io
+from ner_ofa.cli import UserError
 
 
 def parse_args(argv=None):
@@ -40,29 +41,29 @@ def parse_args(argv=None):
 
 
 def load_predictor(model_dir, device="cpu", threads=2, backend="paddle", precision="int8"):
-    """Return (logits_fn, tokenizer, info) for a static export, an ONNX (INT8) directory or a dygraph model dir."""
+    """Return (logits_fn, tokenizer, model_info) for a static export, an ONNX (INT8) directory or a dygraph model dir."""
     if model_dir.endswith(".json") or os.path.isfile(model_dir + ".json"):
         prefix = model_dir[:-5] if model_dir.endswith(".json") else model_dir
         model_dir = os.path.dirname(os.path.abspath(prefix))
     else:
         prefix = None
-    info = utils.read_model_info(model_dir)
-    if info is None:
-        raise UserError(f"{model_dir}: no {utils.INFO_NAME}; give an exported or trained model directory")
-    if backend == "onnxruntime" or info.get("kind") == "onnx":
-        if info.get("kind") != "onnx":
+    model_info = model_io.read_model_info(model_dir)
+    if model_info is None:
+        raise UserError(f"{model_dir}: no {model_io.INFO_NAME}; give an exported or trained model directory")
+    if backend == "onnxruntime" or model_info.get("kind") == "onnx":
+        if model_info.get("kind") != "onnx":
             raise UserError(f"{model_dir}: --backend onnxruntime needs a quantize_model.py output directory")
-        path = os.path.join(model_dir, info["onnx_int8" if precision == "int8" else "onnx_fp32"])
-        return utils.onnx_logits_fn(path, threads), utils.load_tokenizer(model_dir), info
-    if info.get("kind") == "static":
-        prefix = prefix or os.path.join(model_dir, info["prefix"])
-        return utils.static_logits_fn(prefix, device=device, threads=threads, mkldnn=device == "cpu"), \
-            utils.load_tokenizer(model_dir), info
+        path = os.path.join(model_dir, model_info["onnx_int8" if precision == "int8" else "onnx_fp32"])
+        return backends.onnx_logits_fn(path, threads), model_io.load_tokenizer(model_dir), model_info
+    if model_info.get("kind") == "static":
+        prefix = prefix or os.path.join(model_dir, model_info["prefix"])
+        return backends.static_logits_fn(prefix, device=device, threads=threads, mkldnn=device == "cpu"), \
+            model_io.load_tokenizer(model_dir), model_info
     import paddle
 
     paddle.set_device(device)
-    model, tokenizer, info = utils.load_inference_model(model_dir)
-    return utils.dynamic_logits_fn(model), tokenizer, info
+    model, tokenizer, model_info = backends.load_inference_model(model_dir)
+    return backends.dynamic_logits_fn(model), tokenizer, model_info
 
 
 def read_texts(args):
@@ -97,14 +98,13 @@ def split_lines(text):
 def main(args):
     if args.batch_size <= 0:
         raise UserError(f"--batch_size must be positive, got {args.batch_size}")
-    logits_fn, tokenizer, info = load_predictor(args.model_dir, args.device, args.threads, args.backend, args.precision)
-    max_seq_length = args.max_seq_length or info.get("max_seq_length", 128)
-    if max_seq_length < 3:
-        raise UserError(f"--max_seq_length must be at least 3, got {max_seq_length}")
+    logits_fn, tokenizer, model_info = load_predictor(args.model_dir, args.device, args.threads, args.backend, args.precision)
+    max_seq_length = args.max_seq_length or model_info.get("max_seq_length", 128)
+    cli.check_max_seq_length(max_seq_length)
     texts = read_texts(args)
     if not texts:
         raise UserError(f"{args.input_file or 'standard input'}: no text to label (empty input)")
-    results = utils.predict_entities(logits_fn, texts, utils.CharEncoder(tokenizer), info["labels"],
+    results = utils.predict_entities(logits_fn, texts, utils.CharEncoder(tokenizer), model_info["labels"],
                                      max_seq_length, args.batch_size)
     for text, entities in zip(texts, results):
         if args.format == "json":
@@ -117,4 +117,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    utils.cli(main, parse_args)
+    cli.run_main(main, parse_args)

@@ -13,7 +13,8 @@ import argparse
 import os
 
 import utils
-from utils import UserError, logger
+from ner_ofa import backends, cli, model_io
+from ner_ofa.cli import UserError, logger
 
 
 def parse_args(argv=None):
@@ -30,41 +31,41 @@ def parse_args(argv=None):
 
 
 def main(args):
-    utils.setup_logging()
-    info = utils.read_model_info(args.model_dir)
-    if not info or info.get("kind") != "static":
+    cli.setup_logging()
+    model_info = model_io.read_model_info(args.model_dir)
+    if not model_info or model_info.get("kind") != "static":
         raise UserError(f"{args.model_dir}: not a static export (no model_info.json of kind 'static')")
     if os.path.abspath(args.output_dir) == os.path.abspath(args.model_dir):
         raise UserError("--output_dir must differ from --model_dir")
-    prefix = os.path.join(args.model_dir, info["prefix"])
-    tokenizer = utils.load_tokenizer(args.model_dir)
+    prefix = os.path.join(args.model_dir, model_info["prefix"])
+    tokenizer = model_io.load_tokenizer(args.model_dir)
     os.makedirs(args.output_dir, exist_ok=True)
-    fp32 = utils.export_onnx(prefix, os.path.join(args.output_dir, "model.onnx"))
-    utils.setup_logging()  # paddle2onnx reconfigures the root logger
+    fp32 = backends.export_onnx(prefix, os.path.join(args.output_dir, "model.onnx"))
+    cli.setup_logging()  # paddle2onnx reconfigures the root logger
     int8 = os.path.join(args.output_dir, "model.int8.onnx")
-    reduce_range = utils.quantize_onnx(fp32, int8, reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range])
+    reduce_range = backends.quantize_onnx(fp32, int8, reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range])
     tokenizer.save_pretrained(args.output_dir)
-    utils.write_json(os.path.join(args.output_dir, utils.INFO_NAME),
-                     dict(info, kind="onnx", onnx_fp32="model.onnx", onnx_int8="model.int8.onnx", source=args.model_dir,
+    model_io.write_json(os.path.join(args.output_dir, model_io.INFO_NAME),
+                     dict(model_info, kind="onnx", onnx_fp32="model.onnx", onnx_int8="model.int8.onnx", source=args.model_dir,
                           int8_reduce_range=reduce_range))
     result = {"onnx_fp32": fp32, "onnx_int8": int8, "reduce_range": reduce_range, "int8_mb": round(os.path.getsize(int8) / 2**20, 2),
               "fp32_mb": round(os.path.getsize(fp32) / 2**20, 2)}
     logger.info("ONNX fp32 %s (%.1f MB) | INT8 %s (%.1f MB)", fp32, result["fp32_mb"], int8, result["int8_mb"])
     if args.data_file:
         examples = utils.read_ner_file(args.data_file)
-        encoder, labels = utils.CharEncoder(tokenizer), info["labels"]
+        encoder, labels = utils.CharEncoder(tokenizer), model_info["labels"]
         utils.check_labels_known(examples, labels, os.path.basename(args.data_file))
         scores = {}
-        for name, fn in (("fp32_paddle", utils.static_logits_fn(prefix, threads=args.threads, mkldnn=True)),
-                         ("int8_onnxruntime", utils.onnx_logits_fn(int8, args.threads))):
-            scores[name] = utils.evaluate(fn, examples, encoder, labels, info["max_seq_length"], args.batch_size)
+        for name, fn in (("fp32_paddle", backends.static_logits_fn(prefix, threads=args.threads, mkldnn=True)),
+                         ("int8_onnxruntime", backends.onnx_logits_fn(int8, args.threads))):
+            scores[name] = utils.evaluate(fn, examples, encoder, labels, model_info["max_seq_length"], args.batch_size)
         result["f1"] = {k: v["f1"] for k, v in scores.items()}
         result["f1_change_points"] = 100 * (scores["int8_onnxruntime"]["f1"] - scores["fp32_paddle"]["f1"])
         logger.info("F1 on %s: fp32 %.4f, INT8 %.4f (%+.2f points)", args.data_file, scores["fp32_paddle"]["f1"],
                     scores["int8_onnxruntime"]["f1"], result["f1_change_points"])
-        utils.write_json(os.path.join(args.output_dir, "quantization.json"), dict(result, scores=scores))
+        model_io.write_json(os.path.join(args.output_dir, "quantization.json"), dict(result, scores=scores))
     return result
 
 
 if __name__ == "__main__":
-    utils.cli(main, parse_args)
+    cli.run_main(main, parse_args)

@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 import utils
-from utils import UserError, logger
+from ner_ofa import backends, cli, model_io, supernet, training
+from ner_ofa.cli import logger
 
 
 def parse_args(argv=None):
@@ -26,12 +27,11 @@ def parse_args(argv=None):
     parser.add_argument("--model_type", default="bert", choices=["bert"], help="model family of the teacher")
     parser.add_argument("--task_name", default="msra_ner", help="task name (informational; data from --data_dir "
                                                                 "or PaddleNLP's msra_ner)")
-    utils.add_model_data_args(parser, "the teacher: run_msra_ner.py's OUTPUT_DIR/model_best")
-    utils.add_training_args(parser, lr=2e-5, epochs=6)
+    cli.add_model_data_args(parser, "the teacher: run_msra_ner.py's OUTPUT_DIR/model_best")
+    cli.add_training_args(parser, lr=2e-5, epochs=6)
     parser.add_argument("--width_mult_list", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5],
                         help="widths to train (fraction of heads and FFN neurons kept); must include 1.0")
-    parser.add_argument("--lambda_logit", type=float, default=1.0, help="weight of the logit distillation loss")
-    parser.add_argument("--lambda_rep", type=float, default=0.1, help="weight of the hidden-state distillation loss")
+    cli.add_distillation_args(parser)
     parser.add_argument("--importance_batches", type=int, default=0,
                         help="dev batches used to rank heads/neurons (0: all of dev)")
     return parser.parse_args(argv)
@@ -53,133 +53,160 @@ def distill_loss(student_out, teacher_out, mask, args):
     return args.lambda_logit * logit_loss + args.lambda_rep * rep_loss, float(logit_loss), float(rep_loss)
 
 
-def main(args):
-    import paddle
+class Distillation:
+    """One training step of the supernet: the teacher once, then every width (widest first), each with
+    :func:`distill_loss`; gradients accumulate over the widths and the trainer steps once."""
 
-    started = time.time()
-    widths = utils.validate_width_list(args.width_mult_list)
-    rank, world_size, versions = utils.start_run(args)
+    def __init__(self, teacher, ofa_model, widths, args, world_size):
+        self.teacher, self.ofa_model, self.widths, self.args = teacher, ofa_model, widths, args
+        self.data_parallel = world_size > 1
 
-    teacher, tokenizer, info = utils.load_model_dir(args.model_name_or_path, ["teacher"])
-    student, _, _ = utils.load_model_dir(args.model_name_or_path, ["teacher"])
-    label_list = info["labels"]
-    config = teacher.bert.config
-    if args.max_seq_length > config.max_position_embeddings:
-        raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
-                        f"{config.max_position_embeddings} positions")
-    data = utils.load_splits(args, label_list=label_list)
-    utils.check_same_dev_split(utils.teacher_dev_split(args.model_name_or_path, info), data["dev_split"])
-    if rank == 0:
-        utils.check_output_dir_writable(args.output_dir)
-        utils.check_free_space(args.output_dir, utils.count_parameters(teacher), copies=4 + len(widths))
-    encoder = utils.CharEncoder(tokenizer)
-    label_to_id = {label: i for i, label in enumerate(label_list)}
-    logger.info("teacher: %s | %d parameters | widths %s", args.model_name_or_path, utils.count_parameters(teacher),
-                " ".join(map(str, widths)))
-    logger.info("data: train %d, dev %d (%s), test %d sentences | %s", len(data["train"]), len(data["dev"]),
-                data["dev_source"], len(data["test"]), args.data_dir or "PaddleNLP msra_ner")
-    logger.info("run: %s | world_size %d | %s", utils.describe_args(args), world_size,
-                " ".join(f"{k} {v}" for k, v in versions.items()))
+    def forward_backward(self, input_ids, labels):
+        import paddle
 
-    # 1. importance on dev, reorder heads and neurons of the student (the function is unchanged)
-    if args.resume and os.path.isfile(os.path.join(args.output_dir, utils.CHECKPOINT_DIR, "trainer_state.json")):
-        logger.info("resuming: the checkpoint's weights already carry the importance order")
-    else:
-        dev_features = utils.train_features(data["dev"], encoder, label_to_id, args.max_seq_length)
-        dev_batches = [utils.collate(dev_features[i:i + args.batch_size], encoder)
-                       for i in range(0, len(dev_features), args.batch_size)]
-        if args.importance_batches > 0:
-            dev_batches = dev_batches[:args.importance_batches]
-        head_importance, neuron_importance = utils.compute_head_neuron_importance(student, dev_batches)
-        utils.reorder_heads_neurons(student, head_importance, neuron_importance)
-        logger.info("reordered heads/neurons by importance on %d dev batches; layer 0 head order %s",
-                    len(dev_batches), np.argsort(-head_importance[0], kind="stable").tolist())
-
-    # 2. supernet
-    ofa_model = utils.build_supernet(student, widths, data_parallel=world_size > 1)
-    for width in widths:
-        heads, neurons = utils.set_supernet_width(ofa_model, width)
-        logger.info("width %s keeps %d/%d heads and %d/%d FFN neurons per layer", width, heads,
-                    config.num_attention_heads, neurons, config.intermediate_size)
-    teacher.eval()
-
-    features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
-    sampler, num_steps = utils.training_sampler(args, features)
-    optimizer = utils.make_optimizer(ofa_model.model.parameters(), ofa_model.model.named_parameters(), args, num_steps)
-
-    utils.recover_run_outputs(args.output_dir, [os.path.basename(width_dir("", w)) for w in widths], rank, world_size)
-    state = {"best": {str(w): {"f1": -1.0, "step": None} for w in widths}, "curve": []}
-
-    def run_dev(step, epoch):
-        ofa_model.model.eval()
-        point = {"step": step, "epoch": round(epoch, 3)}
-        for width in widths:
-            utils.set_supernet_width(ofa_model, width)
-            scores = utils.evaluate(utils.dynamic_logits_fn(ofa_model), data["dev"], encoder, label_list,
-                                    args.max_seq_length, args.batch_size)
-            point[str(width)] = scores["f1"]
-            if scores["f1"] > state["best"][str(width)]["f1"]:
-                state["best"][str(width)] = {"f1": scores["f1"], "step": step}
-                sub_info = {"kind": "supernet", "labels": label_list, "max_seq_length": args.max_seq_length,
-                            "width_mult_list": widths, "width_mult": width, "teacher": args.model_name_or_path}
-                metrics = {"width_mult": width, "step": step, "epoch": round(epoch, 3), "dev": scores}
-                utils.save_model_dir(width_dir(args.output_dir, width), config, utils.supernet_state_dict(ofa_model),
-                                     tokenizer, sub_info, metrics, utils.args_to_dict(args))
-        state["curve"].append(point)
-        ofa_model.model.train()
-        logger.info("dev step %d epoch %.2f | F1 %s", step, epoch, " ".join(
-            f"w{w}={point[str(w)]:.4f}{'*' if state['best'][str(w)]['step'] == step else ''}" for w in widths))
-
-    def step_fn(input_ids, labels):
-        """Teacher once, then every width (widest first); gradients accumulate over the widths."""
         input_ids = paddle.to_tensor(input_ids)
         mask = paddle.to_tensor(labels != utils.IGNORE_INDEX)
         with paddle.no_grad():
-            teacher_out = teacher(input_ids, output_hidden_states=True, return_dict=True)
+            teacher_out = self.teacher(input_ids, output_hidden_states=True, return_dict=True)
         totals = {"loss": 0.0, "logit": 0.0, "rep": 0.0}
-        for i, width in enumerate(widths):
-            utils.set_supernet_width(ofa_model, width)
-            # Data-parallel: accumulate locally, all-reduce once with the last width's backward
-            local = world_size > 1 and i < len(widths) - 1
-            with ofa_model.model.no_sync() if local else contextlib.nullcontext():
-                student_out = ofa_model(input_ids, output_hidden_states=True, return_dict=True)
-                loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, args)
+        for i, width in enumerate(self.widths):
+            supernet.set_supernet_width(self.ofa_model, width)
+            # data-parallel: accumulate locally, all-reduce once, with the last width's backward
+            skip_allreduce = self.data_parallel and i < len(self.widths) - 1
+            with self.ofa_model.model.no_sync() if skip_allreduce else contextlib.nullcontext():
+                student_out = self.ofa_model(input_ids, output_hidden_states=True, return_dict=True)
+                loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, self.args)
                 loss.backward()
             for key, value in (("loss", float(loss)), ("logit", logit_loss), ("rep", rep_loss)):
-                totals[key] += value / len(widths)
+                totals[key] += value / len(self.widths)
         return totals
 
-    ofa_model.model.train()
-    utils.train_loop(args, sampler=sampler, features=features, encoder=encoder, num_steps=num_steps,
-                     optimizer=optimizer, step_fn=step_fn, run_dev=run_dev, model=ofa_model.model, state=state,
-                     rank=rank, world_size=world_size)
-    best = {w: state["best"][str(w)] for w in widths}
-    curve = state["curve"]
 
-    summary = {"teacher": args.model_name_or_path, "widths": {}, "curve": curve}
+class BestPerWidth:
+    """Scores every width on dev and keeps, for each, the supernet weights that were best *for that width* in
+    OUTPUT_DIR/model_<width>/; ``progress`` (best F1 and step per width, the learning curve) is what a checkpoint
+    saves and --resume restores."""
+
+    def __init__(self, args, ofa_model, widths, config, tokenizer, encoder, data):
+        self.args, self.ofa_model, self.widths, self.config = args, ofa_model, widths, config
+        self.tokenizer, self.encoder, self.data = tokenizer, encoder, data
+        self.progress = {"best": {str(w): {"f1": -1.0, "step": None} for w in widths}, "curve": []}
+
+    def evaluate_and_keep_best(self, step, epoch):
+        self.ofa_model.model.eval()
+        dev_point = {"step": step, "epoch": round(epoch, 3)}
+        for width in self.widths:
+            supernet.set_supernet_width(self.ofa_model, width)
+            scores = utils.evaluate(backends.dynamic_logits_fn(self.ofa_model), self.data["dev"], self.encoder,
+                                    self.data["labels"], self.args.max_seq_length, self.args.batch_size)
+            dev_point[str(width)] = scores["f1"]
+            if scores["f1"] > self.progress["best"][str(width)]["f1"]:
+                self.progress["best"][str(width)] = {"f1": scores["f1"], "step": step}
+                self._save(width, {"width_mult": width, "step": step, "epoch": round(epoch, 3), "dev": scores})
+        self.progress["curve"].append(dev_point)
+        self.ofa_model.model.train()
+        logger.info("dev step %d epoch %.2f | F1 %s", step, epoch, " ".join(
+            f"w{w}={dev_point[str(w)]:.4f}{'*' if self.progress['best'][str(w)]['step'] == step else ''}"
+            for w in self.widths))
+
+    def _save(self, width, metrics):
+        model_info = {"kind": "supernet", "labels": self.data["labels"], "max_seq_length": self.args.max_seq_length,
+                      "width_mult_list": self.widths, "width_mult": width, "teacher": self.args.model_name_or_path}
+        model_io.save_model_dir(width_dir(self.args.output_dir, width), self.config,
+                                supernet.supernet_state_dict(self.ofa_model), self.tokenizer, model_info, metrics,
+                                cli.args_to_dict(self.args))
+
+
+def main(args):
+    started = time.time()
+    widths = supernet.validate_width_list(args.width_mult_list)
+    rank, world_size, versions = cli.start_training_process(args)
+    teacher, tokenizer, teacher_info = model_io.load_model_dir(args.model_name_or_path, ["teacher"])
+    student, _, _ = model_io.load_model_dir(args.model_name_or_path, ["teacher"])
+    label_list = teacher_info["labels"]
+    config = teacher.bert.config
+    cli.check_max_seq_length(args.max_seq_length, config)
+    data = utils.load_splits(args, label_list=label_list)
+    utils.check_same_dev_split(utils.teacher_dev_split(args.model_name_or_path, teacher_info), data["dev_split"])
     if rank == 0:
-        ofa_model.model.eval()
+        training.check_output_dir_writable(args.output_dir)
+        training.check_free_space(args.output_dir, model_io.count_parameters(teacher), copies=4 + len(widths))
+    encoder = utils.CharEncoder(tokenizer)
+    logger.info("teacher: %s | %d parameters | widths %s", args.model_name_or_path,
+                model_io.count_parameters(teacher), " ".join(map(str, widths)))
+    logger.info("data: %s", utils.describe_splits(data, args.data_dir))
+    logger.info("run: %s", cli.describe_run(args, world_size, versions))
+
+    # 1. importance on dev; reorder the student's heads and neurons (the function is unchanged)
+    if args.resume and os.path.isfile(os.path.join(args.output_dir, training.CHECKPOINT_DIR, "trainer_state.json")):
+        logger.info("resuming: the checkpoint's weights already carry the importance order")
+    else:
+        reorder_by_importance(student, data["dev"], encoder, label_list, args)
+
+    # 2. the supernet, and the run that distils it
+    ofa_model = supernet.build_supernet(student, widths, data_parallel=world_size > 1)
+    for width in widths:
+        heads, neurons = supernet.set_supernet_width(ofa_model, width)
+        logger.info("width %s keeps %d/%d heads and %d/%d FFN neurons per layer", width, heads,
+                    config.num_attention_heads, neurons, config.intermediate_size)
+    teacher.eval()
+    label_to_id = {label: i for i, label in enumerate(label_list)}
+    features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
+    trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size)
+    training.recover_run_outputs(args.output_dir, [os.path.basename(width_dir("", w)) for w in widths], rank,
+                                 world_size)
+    best = BestPerWidth(args, ofa_model, widths, config, tokenizer, encoder, data)
+    distillation = Distillation(teacher, ofa_model, widths, args, world_size)
+
+    # 3. train, scoring every width on dev and keeping each one's best every --save_steps
+    ofa_model.model.train()
+    trainer.run(distillation.forward_backward, best.evaluate_and_keep_best, best.progress)
+
+    # 4. each width's best, scored once on test
+    summary = {"teacher": args.model_name_or_path, "widths": {}, "curve": best.progress["curve"]}
+    if rank == 0:
         for width in widths:
-            path = width_dir(args.output_dir, width)
-            state = paddle.load(os.path.join(path, utils.WEIGHTS_NAME))
-            utils.load_supernet_weights(ofa_model, state)
-            utils.set_supernet_width(ofa_model, width)
-            test = utils.evaluate(utils.dynamic_logits_fn(ofa_model), data["test"], encoder, label_list,
-                                  args.max_seq_length, args.batch_size)
-            metrics = utils.read_json(os.path.join(path, "metrics.json"))
-            metrics["test"] = test
-            utils.write_json(os.path.join(path, "metrics.json"), metrics)
-            summary["widths"][str(width)] = {"best_step": best[width]["step"], "dev_f1": best[width]["f1"],
-                                             "test_precision": test["precision"], "test_recall": test["recall"],
-                                             "test_f1": test["f1"], "model_dir": path}
-            logger.info("width %s: best dev F1 %.4f (step %d) | test P %.4f R %.4f F1 %.4f | %s", width,
-                        best[width]["f1"], best[width]["step"], test["precision"], test["recall"], test["f1"], path)
+            summary["widths"][str(width)] = score_width_on_test(ofa_model, width, best.progress["best"][str(width)],
+                                                                data, encoder, args)
         summary["seconds"] = round(time.time() - started, 1)
-        utils.write_json(os.path.join(args.output_dir, "summary.json"), summary)
+        model_io.write_json(os.path.join(args.output_dir, "summary.json"), summary)
         logger.info("summary: %s", os.path.join(args.output_dir, "summary.json"))
-    utils.barrier(world_size)
+    cli.barrier(world_size)
     return summary
 
 
+def reorder_by_importance(student, dev, encoder, label_list, args):
+    """DynaBERT: rank heads and FFN neurons by importance on dev batches, put the most important first."""
+    label_to_id = {label: i for i, label in enumerate(label_list)}
+    dev_features = utils.train_features(dev, encoder, label_to_id, args.max_seq_length)
+    dev_batches = [utils.collate(dev_features[i:i + args.batch_size], encoder)
+                   for i in range(0, len(dev_features), args.batch_size)]
+    if args.importance_batches > 0:
+        dev_batches = dev_batches[:args.importance_batches]
+    head_importance, neuron_importance = supernet.compute_head_neuron_importance(student, dev_batches)
+    supernet.reorder_heads_neurons(student, head_importance, neuron_importance)
+    logger.info("reordered heads/neurons by importance on %d dev batches; layer 0 head order %s",
+                len(dev_batches), np.argsort(-head_importance[0], kind="stable").tolist())
+
+
+def score_width_on_test(ofa_model, width, best, data, encoder, args):
+    """Load the weights kept for ``width``, run the supernet at that width on test, add the scores to that
+    directory's metrics.json; returns the width's summary row."""
+    import paddle
+
+    path = width_dir(args.output_dir, width)
+    supernet.load_supernet_weights(ofa_model, paddle.load(os.path.join(path, model_io.WEIGHTS_NAME)))
+    supernet.set_supernet_width(ofa_model, width)
+    ofa_model.model.eval()
+    test = utils.evaluate(backends.dynamic_logits_fn(ofa_model), data["test"], encoder, data["labels"],
+                          args.max_seq_length, args.batch_size)
+    metrics = model_io.read_json(os.path.join(path, "metrics.json"))
+    model_io.write_json(os.path.join(path, "metrics.json"), dict(metrics, test=test))
+    logger.info("width %s: best dev F1 %.4f (step %d) | test P %.4f R %.4f F1 %.4f | %s", width, best["f1"],
+                best["step"], test["precision"], test["recall"], test["f1"], path)
+    return {"best_step": best["step"], "dev_f1": best["f1"], "test_precision": test["precision"],
+            "test_recall": test["recall"], "test_f1": test["f1"], "model_dir": path}
+
+
 if __name__ == "__main__":
-    utils.cli(main, parse_args)
+    cli.run_main(main, parse_args)

@@ -23,6 +23,7 @@ import export_model_msra_ner_ofa as export_stage  # noqa: E402
 import run_msra_ner  # noqa: E402
 import run_msra_ner_ofa  # noqa: E402
 import utils  # noqa: E402
+from ner_ofa import cli, model_io  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -53,8 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--ofa_lr", type=float, default=3e-4, help="stage 2's peak learning rate")
     p.add_argument("--ofa_epochs", type=float, default=2.0, help="stage 2's training epochs")
     p.add_argument("--ofa_steps", type=int, default=-1, help="> 0 overrides --ofa_epochs")
-    p.add_argument("--lambda_logit", type=float, default=1.0, help="weight of the logit distillation loss")
-    p.add_argument("--lambda_rep", type=float, default=0.1, help="weight of the hidden-state distillation loss")
+    cli.add_distillation_args(p)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="hidden and attention dropout of the from-scratch teacher (it is under-trained, not over-fitted)")
     p.add_argument("--teacher_save_steps", type=int, default=1000, help="teacher dev evaluation interval")
@@ -76,18 +76,18 @@ def write_model_dir(args, path):
     with open(os.path.join(args.bert_dir, "vocab.txt"), encoding="utf-8") as handle:
         vocab = [line.rstrip("\n") for line in handle]
     if args.vocab == "train":
-        encoder = utils.CharEncoder(utils.load_tokenizer(args.bert_dir))
+        encoder = utils.CharEncoder(model_io.load_tokenizer(args.bert_dir))
         used = {encoder.char_id(c) for ex in utils.read_ner_file(os.path.join(args.data_dir, "train.tsv"))
                 for c in ex["chars"]}
         specials = {i for i, token in enumerate(vocab) if token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
         vocab = [token for i, token in enumerate(vocab) if i in specials | used]
     with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as handle:
         handle.write("".join(token + "\n" for token in vocab))
-    config = utils.read_json(os.path.join(args.bert_dir, "config.json"))
+    config = model_io.read_json(os.path.join(args.bert_dir, "config.json"))
     config.update(vocab_size=len(vocab), num_hidden_layers=args.num_layers, hidden_size=args.hidden_size,
                   num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size,
                   hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
-    utils.write_json(os.path.join(path, "config.json"), config)
+    model_io.write_json(os.path.join(path, "config.json"), config)
     return config
 
 
@@ -114,7 +114,7 @@ def data_stats(args):
 def main(args):
     for path in (args.data_dir, args.bert_dir, args.bench_file):
         if not os.path.exists(path):
-            raise utils.UserError(f"{path} not found (this benchmark needs the shared MSRA data)")
+            raise cli.UserError(f"{path} not found (this benchmark needs the shared MSRA data)")
     if args.data_stats:
         stats = data_stats(args)
         print(json.dumps(stats, indent=1))
@@ -159,7 +159,7 @@ def main(args):
                                                    for w in args.width_mult_list]
     latency = benchmark.time_static_models([m[2] for m in models], texts, args.threads, args.max_seq_length,
                                            args.batch_size, args.repeats)
-    teacher_metrics = utils.read_json(os.path.join(teacher_dir, "metrics.json"))
+    teacher_metrics = model_io.read_json(os.path.join(teacher_dir, "metrics.json"))
     teacher_f1 = teacher_metrics["test"]["f1"]
     rows = [{"name": "teacher", "width": None, "parameters": exports[1.0]["supernet_parameters"],
              "dev_f1": teacher_metrics["dev"]["f1"], "test_precision": teacher_metrics["test"]["precision"],
@@ -174,10 +174,10 @@ def main(args):
     results = {
         "command": "python scripts/benchmark_msra_cpu.py" + (" --quick" if args.quick else ""),
         "hardware": benchmark.hardware(),
-        "data": {"train_and_dev": args.data_dir, "dev": "0.1 of train, seed %d" % args.seed,
+        "data": {"train_and_dev": os.path.relpath(os.path.abspath(args.data_dir), REPO), "dev": "0.1 of train, seed %d" % args.seed,
                  "test_sentences": teacher_metrics["test"]["sentences"],
                  "test_characters": teacher_metrics["test"]["characters"]},
-        "teacher_config": {k: config[k] for k in utils.BERT_CONFIG_FIELDS},
+        "teacher_config": {k: config[k] for k in model_io.BERT_CONFIG_FIELDS},
         "schedule": {k: getattr(args, k) for k in ("max_seq_length", "batch_size", "teacher_lr", "teacher_epochs",
                                                    "teacher_steps", "ofa_lr", "ofa_epochs", "ofa_steps",
                                                    "lambda_logit", "lambda_rep", "dropout", "teacher_save_steps",
@@ -193,7 +193,7 @@ def main(args):
         "rows": rows,
     }
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
-    utils.write_json(args.results, results)
+    model_io.write_json(args.results, results)
     plot(results, os.path.splitext(args.results)[0] + ".png")
     print(json.dumps(rows, indent=1))
     return results
@@ -237,4 +237,4 @@ def plot(results, path):
 
 
 if __name__ == "__main__":
-    utils.cli(main, parse_args)
+    cli.run_main(main, parse_args)

@@ -6,14 +6,21 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def markdown_table(columns, cells):
+    """``columns``: (title, right-aligned?) pairs; ``cells``: one list of strings per row."""
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |",
+             "|" + "|".join("---:" if right else "---" for _, right in columns) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in cells]
+
+
 def msra_table(path):
     r = json.load(open(path))
-    lines = ["| model | parameters | dev F1 | test P | test R | test F1 | F1 vs teacher | latency (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in r["rows"]:
-        lines.append(f"| {row['name']} | {row['parameters']:,} | {row['dev_f1']:.4f} | {row['test_precision']:.4f} | "
-                     f"{row['test_recall']:.4f} | {row['test_f1']:.4f} | {100 * row['f1_vs_teacher']:.2f} % | "
-                     f"{row['latency_seconds']:.3f} |")
+    columns = [("model", False)] + [(title, True) for title in ("parameters", "dev F1", "test P", "test R", "test F1",
+                                                                 "F1 vs teacher", "latency (s)")]
+    lines = markdown_table(columns, [[row["name"], f"{row['parameters']:,}", f"{row['dev_f1']:.4f}",
+                                      f"{row['test_precision']:.4f}", f"{row['test_recall']:.4f}",
+                                      f"{row['test_f1']:.4f}", f"{100 * row['f1_vs_teacher']:.2f} %",
+                                      f"{row['latency_seconds']:.3f}"] for row in r["rows"]])
     s = r["stage_seconds"]
     lines.append("")
     lines.append(f"Teacher {r['teacher_config']} trained {r['teacher_steps']} steps (best dev step); wall time: teacher "
@@ -25,11 +32,11 @@ def msra_table(path):
 
 def bench_table(path):
     r = json.load(open(path))
-    lines = ["| path | width | precision | graph | seconds | vs dygraph teacher | vs static teacher |",
-             "|---|---:|---|---|---:|---:|---:|"]
-    for row in r["rows"]:
-        lines.append(f"| {row['name']} | {row['width']} | {row['precision']} | {row['graph']} | {row['seconds']:.2f} | "
-                     f"{row['speedup_vs_dynamic_teacher']:.2f}x | {row['speedup_vs_static_teacher']:.2f}x |")
+    columns = [("path", False), ("width", True), ("precision", False), ("graph", False), ("seconds", True),
+               ("vs dygraph teacher", True), ("vs static teacher", True)]
+    lines = markdown_table(columns, [[row["name"], str(row["width"]), row["precision"], row["graph"],
+                                      f"{row['seconds']:.2f}", f"{row['speedup_vs_dynamic_teacher']:.2f}x",
+                                      f"{row['speedup_vs_static_teacher']:.2f}x"] for row in r["rows"]])
     w = r["workload"]
     lines.append("")
     lines.append(f"{w['characters']:,} characters in {w['texts']} texts, {w['threads']} threads, windows of "
@@ -39,8 +46,7 @@ def bench_table(path):
 
 
 if __name__ == "__main__":
-    for name, fn in (("msra_cpu.json", msra_table), ("benchmark_cpu.json", bench_table),
-                     ("benchmark_cpu_msra.json", bench_table)):
+    for name, fn in (("msra_cpu.json", msra_table), ("benchmark_cpu.json", bench_table)):
         path = os.path.join(REPO, "results", name)
         if os.path.isfile(path):
             print(f"### {name}\n\n{fn(path)}\n")

@@ -5,25 +5,14 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, export_args, ofa_args, teacher_args
 
 import export_model_msra_ner_ofa as export_stage
 import run_msra_ner
 import run_msra_ner_ofa
-import utils
-from conftest import REPO
-from test_pipeline import export_args, ofa_args, teacher_args
+from ner_ofa import cli, model_io, training
 
 SEP = "\x02"
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_demo, tmp_path_factory):
-    """A teacher and a supernet trained for a few steps."""
-    root = tmp_path_factory.mktemp("trained")
-    run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(root / "t"), "--max_steps", "4"))
-    run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], str(root / "t" / "model_best"), str(root / "o"),
-                                   "--max_steps", "2"))
-    return {"teacher": str(root / "t" / "model_best"), "supernet": str(root / "o" / "model_0.5"), **tiny_demo}
 
 
 def bad_data(tmp_path, tiny_demo, name, content):
@@ -47,47 +36,47 @@ def bad_data(tmp_path, tiny_demo, name, content):
 def test_teacher_bad_data(tmp_path, tiny_demo, name, content, message):
     data = bad_data(tmp_path, tiny_demo, name, content)
     out = tmp_path / "out"
-    with pytest.raises(utils.UserError, match=message):
+    with pytest.raises(cli.UserError, match=message):
         run_msra_ner.main(teacher_args(data, tiny_demo["model_dir"], str(out)))
     assert not out.exists()
 
 
 def test_model_dir_missing_config_or_weights(tmp_path, trained, tiny_demo):
-    for missing, message in (("config.json", "no config.json"), (utils.WEIGHTS_NAME, "no model_state.pdparams")):
+    for missing, message in (("config.json", "no config.json"), (model_io.WEIGHTS_NAME, "no model_state.pdparams")):
         teacher = tmp_path / f"no_{missing}"
         shutil.copytree(trained["teacher"], teacher)
         os.remove(teacher / missing)
-        with pytest.raises(utils.UserError, match=message):
+        with pytest.raises(cli.UserError, match=message):
             run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], str(teacher), str(tmp_path / "o")))
     config_only = tmp_path / "empty_model"
     config_only.mkdir()
-    with pytest.raises(utils.UserError, match="no vocab.txt"):
+    with pytest.raises(cli.UserError, match="no vocab.txt"):
         run_msra_ner.main(teacher_args(tiny_demo["data_dir"], str(config_only), str(tmp_path / "t")))
     assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
 
 
 def test_wrong_stage_directories(tmp_path, trained, tiny_demo):
-    with pytest.raises(utils.UserError, match="holds a teacher"):
+    with pytest.raises(cli.UserError, match="holds a teacher"):
         export_stage.main(export_args(trained["teacher"], str(tmp_path / "e")))
-    with pytest.raises(utils.UserError, match="holds a supernet"):
-        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], trained["supernet"], str(tmp_path / "t")))
-    with pytest.raises(utils.UserError, match="holds a supernet"):
-        run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], trained["supernet"], str(tmp_path / "o")))
+    with pytest.raises(cli.UserError, match="holds a supernet"):
+        run_msra_ner.main(teacher_args(tiny_demo["data_dir"], trained["model_0.5"], str(tmp_path / "t")))
+    with pytest.raises(cli.UserError, match="holds a supernet"):
+        run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], trained["model_0.5"], str(tmp_path / "o")))
 
 
 def test_width_not_in_supernet(tmp_path, trained):
-    with pytest.raises(utils.UserError, match=r"--width_mult 0.75 is not one of the supernet's widths \[1.0, 0.5\]"):
-        export_stage.main(export_args(trained["supernet"], str(tmp_path / "e"), width="0.75"))
+    with pytest.raises(cli.UserError, match=r"--width_mult 0.75 is not one of the supernet's widths \[1.0, 0.5\]"):
+        export_stage.main(export_args(trained["model_0.5"], str(tmp_path / "e"), width="0.75"))
     assert not (tmp_path / "e").exists()
 
 
 def test_weights_not_matching_config(tmp_path, trained, tiny_demo):
     teacher = tmp_path / "teacher"
     shutil.copytree(trained["teacher"], teacher)
-    config = utils.read_json(str(teacher / "config.json"))
+    config = model_io.read_json(str(teacher / "config.json"))
     config["intermediate_size"] = 32
-    utils.write_json(str(teacher / "config.json"), config)
-    with pytest.raises(utils.UserError, match="has shape .* config implies"):
+    model_io.write_json(str(teacher / "config.json"), config)
+    with pytest.raises(cli.UserError, match="has shape .* config implies"):
         run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], str(teacher), str(tmp_path / "o")))
 
 
@@ -102,7 +91,7 @@ def test_teacher_bad_flags(tmp_path, tiny_demo, extra, message):
 
     if "gpu" in extra and paddle.device.cuda.device_count() > 0:
         pytest.skip("this machine has a GPU")
-    with pytest.raises(utils.UserError, match=message):
+    with pytest.raises(cli.UserError, match=message):
         run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(tmp_path / "o"), *extra))
     assert not (tmp_path / "o").exists()
     paddle.set_device("cpu")
@@ -111,7 +100,7 @@ def test_teacher_bad_flags(tmp_path, tiny_demo, extra, message):
 def test_output_dir_is_a_file(tmp_path, tiny_demo):
     out = tmp_path / "file"
     out.write_text("keep me")
-    with pytest.raises(utils.UserError, match="is not a directory"):
+    with pytest.raises(cli.UserError, match="is not a directory"):
         run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(out)))
     assert out.read_text() == "keep me"
 
@@ -119,7 +108,7 @@ def test_output_dir_is_a_file(tmp_path, tiny_demo):
 def test_ofa_width_list_without_full_width(tmp_path, trained, tiny_demo):
     args = ofa_args(tiny_demo["data_dir"], trained["teacher"], str(tmp_path / "o"))
     args.width_mult_list = [0.5, 0.25]
-    with pytest.raises(utils.UserError, match="must contain 1.0"):
+    with pytest.raises(cli.UserError, match="must contain 1.0"):
         run_msra_ner_ofa.main(args)
 
 
@@ -140,8 +129,8 @@ def test_disk_too_small_fails_before_training(tmp_path, tiny_demo, monkeypatch):
     import collections
 
     usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(utils.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
-    with pytest.raises(utils.UserError, match="MiB free on disk, the run needs about"):
+    monkeypatch.setattr(training.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(cli.UserError, match="MiB free on disk, the run needs about"):
         run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(tmp_path / "o")))
     assert not (tmp_path / "o" / "model_best").exists()
 
@@ -151,7 +140,7 @@ def test_unwritable_output_dir(tmp_path, tiny_demo):
         pytest.skip("root can write anywhere")
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    with pytest.raises(utils.UserError, match="not writable"):
+    with pytest.raises(cli.UserError, match="not writable"):
         run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(locked / "o")))
 
 
@@ -159,5 +148,5 @@ def test_unwritable_output_dir_as_file_parent(tmp_path, tiny_demo):
     """An output dir below a regular file cannot be created: a clear error, before training."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(utils.UserError, match="cannot create the output directory"):
+    with pytest.raises(cli.UserError, match="cannot create the output directory"):
         run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(blocker / "o")))

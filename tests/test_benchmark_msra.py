@@ -6,6 +6,7 @@ import sys
 from conftest import REPO
 
 import utils
+from ner_ofa import model_io
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import benchmark_msra_cpu as driver  # noqa: E402
@@ -43,7 +44,7 @@ def test_vocab_cut_keeps_specials_and_train_characters_in_order(tmp_path):
     # train.tsv only: 王/五 (test), 天 and a (unused) are cut; dev.tsv is not read either
     assert vocab == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "张", "三", "在", "北", "京", "李", "四", "去", "上", "海"]
     assert config["vocab_size"] == len(vocab) and config["num_attention_heads"] == 6
-    encoder = utils.CharEncoder(utils.load_tokenizer(str(out)))
+    encoder = utils.CharEncoder(model_io.load_tokenizer(str(out)))
     assert encoder.encode(list("王北")) == [encoder.unk_id, vocab.index("北")]
     full = driver.write_model_dir(driver.parse_args(["--data_dir", data, "--bert_dir", bert, "--vocab", "full"]),
                                   str(tmp_path / "full"))

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO, export_args, ofa_args, random_ids, teacher_args
 
 import benchmark
 import export_model_msra_ner_ofa as export_stage
@@ -14,27 +15,11 @@ import predict
 import run_msra_ner
 import run_msra_ner_ofa
 import utils
-from conftest import REPO
-from test_pipeline import export_args, ofa_args, teacher_args
+from ner_ofa import backends, cli, model_io, training
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_demo, tmp_path_factory):
-    """A teacher (20 steps) and a 2-width supernet (6 steps) on the demo data, which has a dev.tsv."""
-    root = tmp_path_factory.mktemp("checks")
-    run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(root / "t"), "--max_steps", "20"))
-    run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], str(root / "t" / "model_best"), str(root / "o"),
-                                   "--max_steps", "6", "--save_steps", "6"))
-    return {"root": root, "teacher": str(root / "t" / "model_best"), "model_0.5": str(root / "o" / "model_0.5"),
-            "model_1.0": str(root / "o" / "model_1.0"), **tiny_demo}
-
-
-def some_ids(seed=0, vocab=40):
-    rng = np.random.RandomState(seed)
-    ids = rng.randint(5, vocab, size=(3, 12)).astype("int64")
-    ids[:, 0], ids[:, -1] = 2, 3
-    ids[2, 6:] = 0
-    return ids
+def some_ids(seed=0):
+    return random_ids(seed, vocab_size=40, length=12)
 
 
 # ---------------------------------------------------------------- 1. a model_<width>/ runs at its width
@@ -42,26 +27,26 @@ def some_ids(seed=0, vocab=40):
 
 def test_predict_on_a_supernet_dir_runs_its_width(trained, tmp_path):
     exported = export_stage.main(export_args(trained["model_0.5"], str(tmp_path / "e"), static=False))
-    sub, _, _ = utils.load_model_dir(exported["sub_model_output_dir"], ["sub_model"])
+    sub, _, _ = model_io.load_model_dir(exported["sub_model_output_dir"], ["sub_model"])
     sub.eval()
     ids = some_ids()
-    want = utils.dynamic_logits_fn(sub)(ids)
+    want = backends.dynamic_logits_fn(sub)(ids)
     got, _, info = predict.load_predictor(trained["model_0.5"])
     assert info["width_mult"] == 0.5
     np.testing.assert_allclose(got(ids), want, rtol=0, atol=1e-5)
     # the same weights at full width compute something else
-    full, _, _ = utils.load_model_dir(trained["model_0.5"], ["supernet"])
+    full, _, _ = model_io.load_model_dir(trained["model_0.5"], ["supernet"])
     full.eval()
-    assert np.abs(utils.dynamic_logits_fn(full)(ids) - want).max() > 1e-3
+    assert np.abs(backends.dynamic_logits_fn(full)(ids) - want).max() > 1e-3
 
 
 def test_benchmark_static_export_of_a_supernet_dir_is_cut(trained, tmp_path):
     prefix = benchmark.export_static(trained["model_0.5"], str(tmp_path / "s" / "model"))
-    sub, _, _ = utils.load_inference_model(trained["model_0.5"])
+    sub, _, _ = backends.load_inference_model(trained["model_0.5"])
     ids = some_ids(1)
-    static = utils.static_logits_fn(prefix, mkldnn=True)(ids)
-    np.testing.assert_allclose(static, utils.dynamic_logits_fn(sub)(ids), rtol=0, atol=1e-4)
-    assert utils.read_model_info(str(tmp_path / "s"))["width_mult"] == 0.5
+    static = backends.static_logits_fn(prefix, mkldnn=True)(ids)
+    np.testing.assert_allclose(static, backends.dynamic_logits_fn(sub)(ids), rtol=0, atol=1e-4)
+    assert model_io.read_model_info(str(tmp_path / "s"))["width_mult"] == 0.5
 
 
 # ---------------------------------------------------------------- 2. the export parity check is independent
@@ -70,14 +55,14 @@ def test_benchmark_static_export_of_a_supernet_dir_is_cut(trained, tmp_path):
 def test_export_parity_catches_a_wrong_static_model(trained, tmp_path, monkeypatch):
     """One weight changed on its way into the static graph must fail the export (before: the check compared
     the converted program with itself and saw 0.0)."""
-    original = utils.save_static
+    original = backends.save_static
 
     def corrupting_save_static(model, prefix):
         weight = model.classifier.weight
         weight.set_value(weight.numpy() + np.eye(*weight.shape, dtype="float32") * 0.5)
         return original(model, prefix)
 
-    monkeypatch.setattr(utils, "save_static", corrupting_save_static)
+    monkeypatch.setattr(backends, "save_static", corrupting_save_static)
     out = tmp_path / "e"
     with pytest.raises(RuntimeError, match=r"static model \(oneDNN\): logits differ from the supernet"):
         export_stage.main(export_args(trained["model_0.5"], str(out)))
@@ -86,13 +71,13 @@ def test_export_parity_catches_a_wrong_static_model(trained, tmp_path, monkeypat
 
 def test_export_parity_runs_paddle_inference_with_onednn(trained, tmp_path, monkeypatch):
     seen = []
-    original = utils.static_logits_fn
+    original = backends.static_logits_fn
 
     def spy(prefix, **kwargs):
         seen.append(kwargs)
         return original(prefix, **kwargs)
 
-    monkeypatch.setattr(utils, "static_logits_fn", spy)
+    monkeypatch.setattr(backends, "static_logits_fn", spy)
     result = export_stage.main(export_args(trained["model_0.5"], str(tmp_path / "e")))
     assert seen and all(k.get("mkldnn") is True for k in seen)
     assert result["parity_max_abs_diff"] <= 1e-4 and result["dygraph_max_abs_diff"] <= 1e-4
@@ -106,8 +91,8 @@ def test_reading_a_model_dir_during_its_save_lets_the_save_finish(trained, tmp_p
     the save must then complete (before: the reader deleted the save's temporary directory)."""
     best = tmp_path / "model_best"
     shutil.copytree(trained["teacher"], best)
-    model, tokenizer, info = utils.load_model_dir(str(best), ["teacher"])
-    original = utils.swap_into_place
+    model, tokenizer, info = model_io.load_model_dir(str(best), ["teacher"])
+    original = model_io.swap_into_place
     reader = {}
 
     def swap_after_a_reader(tmp, path):
@@ -117,12 +102,12 @@ def test_reading_a_model_dir_during_its_save_lets_the_save_finish(trained, tmp_p
         reader["tmp_left"] = os.path.isdir(tmp)
         return original(tmp, path)
 
-    monkeypatch.setattr(utils, "swap_into_place", swap_after_a_reader)
-    utils.save_model_dir(str(best), model.bert.config, model.state_dict(), tokenizer, info, {"marker": 1})
+    monkeypatch.setattr(model_io, "swap_into_place", swap_after_a_reader)
+    model_io.save_model_dir(str(best), model.bert.config, model.state_dict(), tokenizer, info, {"marker": 1})
     assert reader["proc"].returncode == 0, reader["proc"].stderr[-2000:]
     assert reader["tmp_left"]
-    assert utils.read_json(str(best / "metrics.json")) == {"marker": 1}
-    assert utils.interrupted_save_leftovers(str(best)) == []
+    assert model_io.read_json(str(best / "metrics.json")) == {"marker": 1}
+    assert model_io.interrupted_save_leftovers(str(best)) == []
 
 
 # ---------------------------------------------------------------- 4. an explicit --device wins over --n_gpu
@@ -133,7 +118,7 @@ def test_explicit_device_wins_over_n_gpu(trained, tmp_path):
                                     str(tmp_path / "e"), "--width_mult", "0.5", "--n_gpu", "1", "--device", "cpu"])
     assert export_stage.resolve_device(args) == "cpu"
     export_stage.main(args)  # on a CPU-only machine --n_gpu 1 alone would fail
-    assert os.path.isfile(tmp_path / "e" / utils.WEIGHTS_NAME)
+    assert os.path.isfile(tmp_path / "e" / model_io.WEIGHTS_NAME)
     for argv, device in ((["--n_gpu", "1"], "gpu"), (["--n_gpu", "0"], "cpu"), ([], "cpu"),
                          (["--device", "gpu", "--n_gpu", "0"], "gpu")):
         parsed = export_stage.parse_args(["--model_name_or_path", "m", "--sub_model_output_dir", "o",
@@ -162,7 +147,7 @@ def teacher_without_dev(tiny_demo, tmp_path_factory):
 def test_stage2_refuses_another_dev_split(teacher_without_dev, tmp_path, extra, message):
     args = ofa_args(teacher_without_dev["data"], teacher_without_dev["teacher"], str(tmp_path / "o"),
                     "--max_steps", "1", *extra)
-    with pytest.raises(utils.UserError, match=message):
+    with pytest.raises(cli.UserError, match=message):
         run_msra_ner_ofa.main(args)
     assert not os.path.exists(tmp_path / "o")
 
@@ -172,7 +157,7 @@ def test_stage2_refuses_other_training_data(teacher_without_dev, tmp_path):
     shutil.copytree(teacher_without_dev["data"], data)
     lines = (data / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
     (data / "train.tsv").write_text("".join(lines[:-5]), encoding="utf-8")
-    with pytest.raises(utils.UserError, match=r"not the teacher's data"):
+    with pytest.raises(cli.UserError, match=r"not the teacher's data"):
         run_msra_ner_ofa.main(ofa_args(str(data), teacher_without_dev["teacher"], str(tmp_path / "o"),
                                        "--max_steps", "1", "--dev_ratio", "0.2"))
 
@@ -182,7 +167,7 @@ def test_stage2_takes_the_teachers_split(teacher_without_dev, tmp_path):
                                              str(tmp_path / "o"), "--max_steps", "2", "--save_steps", "2",
                                              "--dev_ratio", "0.2"))
     assert set(summary["widths"]) == {"1.0", "0.5"}
-    info = utils.read_json(os.path.join(teacher_without_dev["teacher"], "model_info.json"))
+    info = model_io.read_json(os.path.join(teacher_without_dev["teacher"], "model_info.json"))
     assert info["dev_split"] == {"from": "train", "dev_ratio": 0.2, "seed": 42, "train_sentences": 400}
 
 
@@ -195,18 +180,18 @@ def test_hub_names_with_a_slash_reach_paddlenlp(monkeypatch):
     asked = []
     monkeypatch.setattr(BertForTokenClassification, "from_pretrained",
                         classmethod(lambda cls, name, **kw: asked.append(name) or "model"))
-    model, origin = utils.load_teacher_start("some-org/bert-wwm-chinese", 3, ["O", "B-X", "I-X"])
+    model, origin = model_io.load_teacher_start("some-org/bert-wwm-chinese", 3, ["O", "B-X", "I-X"])
     assert model == "model" and asked == ["some-org/bert-wwm-chinese"]
-    with pytest.raises(utils.UserError, match="not a directory"):
-        utils.load_teacher_start("./no/such/dir", 3, ["O", "B-X", "I-X"])
+    with pytest.raises(cli.UserError, match="not a directory"):
+        model_io.load_teacher_start("./no/such/dir", 3, ["O", "B-X", "I-X"])
 
 
 def test_weights_this_code_cannot_read_are_an_error(tiny_demo, tmp_path):
     model_dir = tmp_path / "torch_bert"
     shutil.copytree(tiny_demo["model_dir"], model_dir)
     (model_dir / "pytorch_model.bin").write_bytes(b"\0" * 16)
-    with pytest.raises(utils.UserError, match=r"has pytorch_model\.bin but no model_state\.pdparams"):
-        utils.load_teacher_start(str(model_dir), 3, ["O", "B-X", "I-X"])
+    with pytest.raises(cli.UserError, match=r"has pytorch_model\.bin but no model_state\.pdparams"):
+        model_io.load_teacher_start(str(model_dir), 3, ["O", "B-X", "I-X"])
 
 
 def test_character_ids_do_not_depend_on_do_lower_case(tmp_path):
@@ -254,52 +239,55 @@ class FakeSampler(list):
             raise RuntimeError("the loop went on without batches")
 
 
-def loop_args(**kw):
-    base = {"resume": False, "seed": 42, "logging_steps": 3, "save_steps": 2, "output_dir": "unused"}
-    return type("Args", (), dict(base, **kw))
+ENCODER = type("E", (), {"cls_id": 2, "sep_id": 3, "pad_id": 0})
+
+
+def fake_trainer(batches, num_steps, rank=0, world_size=1, **flags):
+    """A Trainer over ``batches`` of 2-character windows with a do-nothing optimizer."""
+    from conftest import tiny_model
+
+    args = type("Args", (), dict({"resume": False, "seed": 42, "logging_steps": 3, "save_steps": 2,
+                                  "output_dir": "unused", "batch_size": 1, "max_steps": num_steps,
+                                  "learning_rate": 0.1, "warmup_proportion": 0.0, "weight_decay": 0.0}, **flags))
+    features = [([5, 6], [0, 0])] * max(1, sum(len(b) for b in batches))
+    trainer = training.Trainer(args, tiny_model(), features, ENCODER, rank, world_size)
+    trainer.sampler, trainer.optimizer = FakeSampler(batches), FakeOptimizer()
+    return trainer
 
 
 def test_logged_step_time_excludes_evaluation(monkeypatch, caplog):
     now = [0.0]
-    monkeypatch.setattr(utils, "clock", lambda: now[0], raising=False)
-    monkeypatch.setattr(utils, "save_checkpoint", lambda *a, **k: None)
+    monkeypatch.setattr(training, "clock", lambda: now[0], raising=False)
+    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
 
-    def step_fn(input_ids, labels):
+    def forward_backward(input_ids, labels):
         now[0] += 1.0
         return {"loss": 1.0}
 
-    def run_dev(step, epoch):
+    def evaluate_and_keep_best(step, epoch):
         now[0] += 100.0
 
-    features = [([5, 6], [0, 0])] * 12
-    encoder = type("E", (), {"cls_id": 2, "sep_id": 3, "pad_id": 0})
     with caplog.at_level(logging.INFO, logger="msra_ner_ofa"):
-        utils.train_loop(loop_args(), sampler=FakeSampler([[i] for i in range(12)]), features=features,
-                         encoder=encoder, num_steps=9, optimizer=FakeOptimizer(), step_fn=step_fn, run_dev=run_dev,
-                         model=None, state={}, rank=0, world_size=1)
+        fake_trainer([[i] for i in range(12)], num_steps=9).run(forward_backward, evaluate_and_keep_best, {})
     lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()]
     assert len(lines) == 3 and all(line.endswith("| 1.000 s/step") for line in lines), lines
 
 
 def test_a_rank_without_batches_is_an_error():
-    with pytest.raises(utils.UserError, match="gets no training batch"):
-        utils.train_loop(loop_args(), sampler=FakeSampler([]), features=[([5], [0])], encoder=None, num_steps=5,
-                         optimizer=FakeOptimizer(), step_fn=None, run_dev=None, model=None, state={}, rank=1,
-                         world_size=2)
+    with pytest.raises(cli.UserError, match="rank 1 of 2 gets no training batch"):
+        fake_trainer([], num_steps=5, rank=1, world_size=2).run(None, None, {})
 
 
 def test_each_rank_draws_its_own_dropout(monkeypatch):
     import paddle
 
-    monkeypatch.setattr(utils, "save_checkpoint", lambda *a, **k: None)
+    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
+    trainers = [fake_trainer([[0], [1]], num_steps=2, rank=rank, logging_steps=100, save_steps=100)
+                for rank in (0, 1)]
     seeds = []
     monkeypatch.setattr(paddle, "seed", lambda value: seeds.append(value))
-    features = [([5, 6], [0, 0])] * 4
-    encoder = type("E", (), {"cls_id": 2, "sep_id": 3, "pad_id": 0})
-    for rank in (0, 1):
-        utils.train_loop(loop_args(logging_steps=100, save_steps=100), sampler=FakeSampler([[0], [1]]),
-                         features=features, encoder=encoder, num_steps=2, optimizer=FakeOptimizer(),
-                         step_fn=lambda i, l: {}, run_dev=lambda step, epoch: None, model=None, state={}, rank=rank, world_size=1)
+    for trainer in trainers:
+        trainer.run(lambda i, l: {}, lambda step, epoch: None, {})
     rank0, rank1 = seeds[:2], seeds[2:]
     assert len(set(rank0 + rank1)) == 4
     assert rank0 == [42 * 1000003, 42 * 1000003 + 1]  # single-process runs repeat earlier results
@@ -308,20 +296,20 @@ def test_each_rank_draws_its_own_dropout(monkeypatch):
 def test_benchmark_checks_the_run_before_making_int8(tmp_path):
     bench = tmp_path / "bench.txt"
     bench.write_text("王伟在北京\n", encoding="utf-8")
-    with pytest.raises(utils.UserError, match=r"not found \(teacher_dir\); run scripts/benchmark_msra_cpu.py first"):
+    with pytest.raises(cli.UserError, match=r"not found \(teacher_dir\); run scripts/benchmark_msra_cpu.py first"):
         benchmark.main(benchmark.parse_args(["--from_msra_run", str(tmp_path / "nothing"), "--bench_file", str(bench)]))
 
 
 def test_resume_needs_the_checkpoint_on_every_process(tmp_path):
-    utils.check_checkpoint_on_every_rank(0, 2, "out")
-    utils.check_checkpoint_on_every_rank(2, 2, "out")
-    with pytest.raises(utils.UserError, match="1 of 2 processes see out/checkpoint.*shared file system"):
-        utils.check_checkpoint_on_every_rank(1, 2, "out")
-    assert utils.count_on_ranks(True, 1) == 1 and utils.count_on_ranks(False, 1) == 0
+    training.check_checkpoint_on_every_rank(0, 2, "out")
+    training.check_checkpoint_on_every_rank(2, 2, "out")
+    with pytest.raises(cli.UserError, match="1 of 2 processes see out/checkpoint.*shared file system"):
+        training.check_checkpoint_on_every_rank(1, 2, "out")
+    assert cli.count_on_ranks(True, 1) == 1 and cli.count_on_ranks(False, 1) == 0
 
 
 def test_int8_reduce_range_follows_vnni():
-    assert utils.int8_reduce_range("x86_64", {"avx2", "avx512f"}) is True
-    assert utils.int8_reduce_range("x86_64", {"avx2", "avx512f", "avx512_vnni"}) is False
-    assert utils.int8_reduce_range("x86_64", {"avx2", "avx_vnni"}) is False
-    assert utils.int8_reduce_range("aarch64", set()) is False
+    assert backends.int8_reduce_range("x86_64", {"avx2", "avx512f"}) is True
+    assert backends.int8_reduce_range("x86_64", {"avx2", "avx512f", "avx512_vnni"}) is False
+    assert backends.int8_reduce_range("x86_64", {"avx2", "avx_vnni"}) is False
+    assert backends.int8_reduce_range("aarch64", set()) is False

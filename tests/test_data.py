@@ -1,9 +1,10 @@
 """Reading data, labels, splits, character alignment, windows."""
 
 import pytest
+from conftest import fake_tokenizer
 
 import utils
-from utils import UserError
+from ner_ofa.cli import UserError
 
 SEP = "\x02"
 
@@ -81,11 +82,7 @@ def test_own_dev_file_used(tmp_path):
     assert data["dev_source"] == "dev.tsv" and len(data["dev"]) == 2 and len(data["train"]) == 1
 
 
-class FakeTokenizer:
-    class vocab:
-        token_to_idx = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "张", "三", "a", "1"])}
-
-    unk_token, cls_token, sep_token, pad_token, do_lower_case = "[UNK]", "[CLS]", "[SEP]", "[PAD]", True
+FakeTokenizer = fake_tokenizer("张", "三", "a", "1")
 
 
 def test_char_encoder_one_id_per_character():

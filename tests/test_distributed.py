@@ -5,8 +5,10 @@ import re
 import subprocess
 import sys
 
-import utils
 from conftest import REPO
+
+import utils
+from ner_ofa import backends, model_io
 
 
 def launch(script, log_dir, *args):
@@ -39,8 +41,8 @@ def test_two_processes_agree_and_only_rank0_writes(tiny_demo, tmp_path):
     assert sums["0"] == sums["1"], sums
     assert sorted(os.listdir(tmp_path / "o")) == ["checkpoint", "model_0.5", "model_1.0", "summary.json"]
     # the width-0.5 test F1 rank 0 reported is that of the model it saved, scored here at its width
-    summary = utils.read_json(str(tmp_path / "o" / "summary.json"))["widths"]["0.5"]
-    model, tokenizer, info = utils.load_inference_model(str(tmp_path / "o" / "model_0.5"))
+    summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["widths"]["0.5"]
+    model, tokenizer, info = backends.load_inference_model(str(tmp_path / "o" / "model_0.5"))
     test = utils.read_ner_file(os.path.join(tiny_demo["data_dir"], "test.tsv"))
-    scores = utils.evaluate(utils.dynamic_logits_fn(model), test, utils.CharEncoder(tokenizer), info["labels"], 48, 8)
+    scores = utils.evaluate(backends.dynamic_logits_fn(model), test, utils.CharEncoder(tokenizer), info["labels"], 48, 8)
     assert scores["f1"] == summary["test_f1"] and scores["gold_chunks"] > 0

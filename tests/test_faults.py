@@ -4,12 +4,29 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, ofa_args, teacher_args
 
 import run_msra_ner
 import run_msra_ner_ofa
 import utils
-from conftest import REPO
-from test_pipeline import ofa_args, teacher_args
+from ner_ofa import backends, cli, model_io, training
+
+
+def interrupted_after_checkpoint(stop_step, run, args):
+    """Run ``run(args)`` until right after its checkpoint of ``stop_step`` is written, then interrupt it."""
+    original = training.save_checkpoint
+
+    def save_then_stop(output_dir, model, optimizer, trainer_state):
+        original(output_dir, model, optimizer, trainer_state)
+        if trainer_state["step"] >= stop_step:
+            raise KeyboardInterrupt
+
+    training.save_checkpoint = save_then_stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(args)
+    finally:
+        training.save_checkpoint = original
 
 
 def curve_f1(result_curve):
@@ -29,21 +46,8 @@ def test_teacher_resume_equals_uninterrupted(tiny_demo, tmp_path):
     # the same run (same 40-step schedule) interrupted right after its step-20 checkpoint, then resumed
     part = tmp_path / "part"
     args = teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(part), "--max_steps", "40", "--save_steps", "10")
-    stop_after = {"step": 20}
-    original = utils.save_checkpoint
-
-    def save_then_stop(output_dir, model, optimizer, trainer_state):
-        original(output_dir, model, optimizer, trainer_state)
-        if trainer_state["step"] >= stop_after["step"]:
-            raise KeyboardInterrupt
-
-    utils.save_checkpoint = save_then_stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_msra_ner.main(args)
-    finally:
-        utils.save_checkpoint = original
-    assert utils.read_json(str(part / "checkpoint" / "trainer_state.json"))["step"] == 20
+    interrupted_after_checkpoint(20, run_msra_ner.main, args)
+    assert model_io.read_json(str(part / "checkpoint" / "trainer_state.json"))["step"] == 20
     resumed = run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(part),
                                              "--max_steps", "40", "--save_steps", "10", "--resume"))
     assert curve_f1(resumed["curve"]) == curve_f1(full["curve"])
@@ -56,20 +60,8 @@ def test_ofa_resume_equals_uninterrupted(tiny_demo, tmp_path):
     teacher = str(teacher_dir / "model_best")
     full = run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], teacher, str(tmp_path / "full"), "--max_steps", "12",
                                           "--save_steps", "4"))
-    original = utils.save_checkpoint
-
-    def save_then_stop(output_dir, model, optimizer, trainer_state):
-        original(output_dir, model, optimizer, trainer_state)
-        if trainer_state["step"] >= 8:
-            raise KeyboardInterrupt
-
-    utils.save_checkpoint = save_then_stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], teacher, str(tmp_path / "part"), "--max_steps", "12",
-                                           "--save_steps", "4"))
-    finally:
-        utils.save_checkpoint = original
+    interrupted_after_checkpoint(8, run_msra_ner_ofa.main, ofa_args(tiny_demo["data_dir"], teacher, str(tmp_path / "part"),
+                                                                    "--max_steps", "12", "--save_steps", "4"))
     resumed = run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], teacher, str(tmp_path / "part"), "--max_steps",
                                              "12", "--save_steps", "4", "--resume"))
     assert resumed["curve"] == full["curve"]
@@ -83,17 +75,17 @@ def test_interrupted_swap_is_recovered_by_the_owning_run_only(tmp_path, tiny_dem
     args = ("--max_steps", "6", "--save_steps", "3")
     run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(out), *args))
     best = out / "model_best"
-    metrics = utils.read_json(str(best / "metrics.json"))
+    metrics = model_io.read_json(str(best / "metrics.json"))
     os.rename(best, str(best) + ".old12345")
     (out / "model_best.tmp12345").mkdir()  # a half-written new one
-    with pytest.raises(utils.UserError, match=r"model_best\.old12345, model_best\.tmp12345 beside it"):
-        utils.load_model_dir(str(best), ["teacher"])
+    with pytest.raises(cli.UserError, match=r"model_best\.old12345, model_best\.tmp12345 beside it"):
+        model_io.load_model_dir(str(best), ["teacher"])
     assert (out / "model_best.old12345").is_dir() and (out / "model_best.tmp12345").is_dir()
     resumed = run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(out), *args,
                                              "--resume"))
     assert sorted(os.listdir(out)) == ["checkpoint", "metrics.json", "model_best"]
     assert resumed["best_step"] == metrics["step"]
-    assert utils.read_json(str(best / "metrics.json"))["dev"] == metrics["dev"]
+    assert model_io.read_json(str(best / "metrics.json"))["dev"] == metrics["dev"]
 
 
 KILL_BETWEEN_RENAMES = """
@@ -123,18 +115,18 @@ def test_killed_inside_the_swap_leaves_the_previous_best_recoverable(tiny_demo, 
     proc = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES.format(repo=REPO, argv=argv)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 9, proc.stderr[-2000:]
-    leftovers = utils.interrupted_save_leftovers(str(out / "model_best"))
+    leftovers = model_io.interrupted_save_leftovers(str(out / "model_best"))
     assert not (out / "model_best").exists() and [n for n in leftovers if ".old" in n], leftovers
-    with pytest.raises(utils.UserError, match="a save is in progress or was interrupted"):
-        utils.load_model_dir(str(out / "model_best"), ["teacher"])
-    assert utils.interrupted_save_leftovers(str(out / "model_best")) == leftovers  # the reader changed nothing
-    utils.recover_run_outputs(str(out), ["model_best"], rank=0, world_size=1)  # what the run does at its start
-    assert utils.interrupted_save_leftovers(str(out / "model_best")) == []
-    model, tokenizer, info = utils.load_model_dir(str(out / "model_best"), ["teacher"])
-    metrics = utils.read_json(str(out / "model_best" / "metrics.json"))
+    with pytest.raises(cli.UserError, match="a save is in progress or was interrupted"):
+        model_io.load_model_dir(str(out / "model_best"), ["teacher"])
+    assert model_io.interrupted_save_leftovers(str(out / "model_best")) == leftovers  # the reader changed nothing
+    training.recover_run_outputs(str(out), ["model_best"], rank=0, world_size=1)  # what the run does at its start
+    assert model_io.interrupted_save_leftovers(str(out / "model_best")) == []
+    model, tokenizer, info = model_io.load_model_dir(str(out / "model_best"), ["teacher"])
+    metrics = model_io.read_json(str(out / "model_best" / "metrics.json"))
     data = utils.load_splits(type("A", (), {"data_dir": tiny_demo["data_dir"], "dev_ratio": 0.1, "seed": 42}),
                              label_list=info["labels"])
     model.eval()
-    scores = utils.evaluate(utils.dynamic_logits_fn(model), data["dev"], utils.CharEncoder(tokenizer), info["labels"],
+    scores = utils.evaluate(backends.dynamic_logits_fn(model), data["dev"], utils.CharEncoder(tokenizer), info["labels"],
                             48, 16)
     assert scores["f1"] == metrics["dev"]["f1"]

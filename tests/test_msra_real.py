@@ -3,13 +3,13 @@ import json
 import os
 
 import pytest
+from conftest import SHARED, export_args
 
 import export_model_msra_ner_ofa as export_stage
 import run_msra_ner
 import run_msra_ner_ofa
 import utils
-from conftest import SHARED
-from test_pipeline import export_args
+from ner_ofa import model_io
 
 MSRA = os.path.join(SHARED, "data", "msra_ner")
 BERT = os.path.join(SHARED, "data", "bert-base-chinese")
@@ -40,9 +40,9 @@ def test_msra_slice_teacher_ofa_export(tmp_path):
     teacher = run_msra_ner.main(run_msra_ner.parse_args(
         ["--model_name_or_path", str(model), "--output_dir", str(tmp_path / "t"), "--learning_rate", "1e-3",
          "--max_steps", "20", *common]))
-    metrics = utils.read_json(str(tmp_path / "t" / "model_best" / "metrics.json"))
+    metrics = model_io.read_json(str(tmp_path / "t" / "model_best" / "metrics.json"))
     assert metrics["test"]["characters"] == sum(len(e["chars"]) for e in test) and len(longest["chars"]) > 1000
-    assert utils.read_json(str(tmp_path / "t" / "model_best" / "model_info.json"))["labels"] == \
+    assert model_io.read_json(str(tmp_path / "t" / "model_best" / "model_info.json"))["labels"] == \
         ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert teacher["curve"][0]["dev"]["sentences"] == 30  # 0.1 of train held out
     summary = run_msra_ner_ofa.main(run_msra_ner_ofa.parse_args(

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO, export_args, ofa_args, teacher_args
 
 import demo_data
 import export_model_msra_ner_ofa as export_stage
@@ -13,29 +14,7 @@ import predict
 import run_msra_ner
 import run_msra_ner_ofa
 import utils
-from conftest import REPO
-
-
-def teacher_args(data_dir, model_dir, out, *extra):
-    return run_msra_ner.parse_args([
-        "--model_name_or_path", model_dir, "--data_dir", data_dir, "--device", "cpu", "--max_seq_length", "48",
-        "--batch_size", "16", "--learning_rate", "5e-3", "--num_train_epochs", "4", "--logging_steps", "25",
-        "--save_steps", "40", "--output_dir", out, *extra])
-
-
-def ofa_args(data_dir, teacher_dir, out, *extra):
-    return run_msra_ner_ofa.parse_args([
-        "--model_type", "bert", "--model_name_or_path", teacher_dir, "--data_dir", data_dir, "--device", "cpu",
-        "--max_seq_length", "48", "--batch_size", "16", "--learning_rate", "2e-3", "--max_steps", "40",
-        "--logging_steps", "20", "--save_steps", "20", "--width_mult_list", "1.0", "0.5", "--output_dir", out, *extra])
-
-
-def export_args(model_dir, out, width="0.5", static=True):
-    return export_stage.parse_args([
-        "--model_type", "bert", "--model_name_or_path", model_dir, "--max_seq_length", "48",
-        "--sub_model_output_dir", os.path.join(out, "sub_model"),
-        "--static_sub_model", os.path.join(out, "static", "model") if static else "None",
-        "--width_mult", width, "--device", "cpu"])
+from ner_ofa import backends, cli, model_io
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +30,16 @@ def chain(tiny_demo, tmp_path_factory):
 def test_teacher_learns_and_writes_best_model(chain):
     teacher, best = chain["teacher"], os.path.join(chain["root"], "teacher", "model_best")
     assert teacher["best_dev_f1"] > 0.3, teacher["curve"]
-    for name in ("config.json", utils.WEIGHTS_NAME, "vocab.txt", "model_info.json", "metrics.json", "args.json"):
+    for name in ("config.json", model_io.WEIGHTS_NAME, "vocab.txt", "model_info.json", "metrics.json", "args.json"):
         assert os.path.isfile(os.path.join(best, name)), name
-    metrics = utils.read_json(os.path.join(best, "metrics.json"))
+    metrics = model_io.read_json(os.path.join(best, "metrics.json"))
     assert metrics["step"] == teacher["best_step"] and metrics["dev"]["f1"] == teacher["best_dev_f1"]
     assert set(metrics["test"]) >= {"precision", "recall", "f1"}
     # every character of every test sentence is scored
     test = utils.read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
     assert metrics["test"]["characters"] == sum(len(e["chars"]) for e in test)
     assert max(len(e["chars"]) for e in test) > 46  # longer than one window
-    info = utils.read_json(os.path.join(best, "model_info.json"))
+    info = model_io.read_json(os.path.join(best, "model_info.json"))
     assert info["labels"] == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER", "B-TIME", "I-TIME"]
     assert not [n for n in os.listdir(os.path.join(chain["root"], "teacher")) if ".tmp" in n or ".old" in n]
 
@@ -70,21 +49,21 @@ def test_ofa_keeps_best_per_width(chain):
     assert set(summary["widths"]) == {"1.0", "0.5"}
     for width, row in summary["widths"].items():
         assert row["dev_f1"] > 0.3, summary
-        metrics = utils.read_json(os.path.join(row["model_dir"], "metrics.json"))
+        metrics = model_io.read_json(os.path.join(row["model_dir"], "metrics.json"))
         assert metrics["dev"]["f1"] == row["dev_f1"] and metrics["test"]["f1"] == row["test_f1"]
         assert metrics["step"] == row["best_step"]
-    on_disk = utils.read_json(os.path.join(chain["root"], "ofa", "summary.json"))
+    on_disk = model_io.read_json(os.path.join(chain["root"], "ofa", "summary.json"))
     assert on_disk["widths"] == summary["widths"]
 
 
 def test_export_sub_model_reloads_and_matches_supernet_score(chain):
     sub_dir = chain["export"]["sub_model_output_dir"]
     assert chain["export"]["parity_max_abs_diff"] <= 1e-4
-    sub, tokenizer, info = utils.load_model_dir(sub_dir, ["sub_model"])
+    sub, tokenizer, info = model_io.load_model_dir(sub_dir, ["sub_model"])
     assert info["width_mult"] == 0.5 and info["num_heads"] == 2
     sub.eval()
     test = utils.read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
-    scores = utils.evaluate(utils.dynamic_logits_fn(sub), test, utils.CharEncoder(tokenizer), info["labels"], 48, 16)
+    scores = utils.evaluate(backends.dynamic_logits_fn(sub), test, utils.CharEncoder(tokenizer), info["labels"], 48, 16)
     assert scores["f1"] == chain["ofa"]["widths"]["0.5"]["test_f1"]  # the supernet at 0.5 scored the same
 
 
@@ -128,7 +107,7 @@ def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
     _, model_dir = demo_data.write_demo(str(tmp_path / "model"), 1, 1, 1, hidden_size=32, intermediate_size=64)
     out = tmp_path / "out"
     teacher = run_msra_ner.main(teacher_args(str(data_dir), model_dir, str(out / "teacher"), "--max_steps", "8"))
-    assert utils.read_json(str(out / "teacher" / "model_best" / "model_info.json"))["labels"] == labels
+    assert model_io.read_json(str(out / "teacher" / "model_best" / "model_info.json"))["labels"] == labels
     # dev was carved from train (seeded) and scored over all 8 types: its gold chunks are that split's entities
     train = utils.read_ner_file(str(data_dir / "train.tsv"))
     _, dev = utils.split_dev(train, 0.1, 42)
@@ -138,7 +117,7 @@ def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
     run_msra_ner_ofa.main(ofa_args(str(data_dir), str(out / "teacher" / "model_best"), str(out / "ofa"),
                                    "--max_steps", "4"))
     result = export_stage.main(export_args(str(out / "ofa" / "model_1.0"), str(out / "export"), width="1.0"))
-    logits = utils.static_logits_fn(result["static_sub_model"])(np.array([[2, 7, 8, 3]], dtype="int64"))
+    logits = backends.static_logits_fn(result["static_sub_model"])(np.array([[2, 7, 8, 3]], dtype="int64"))
     assert logits.shape == (1, 4, 17)
 
 
@@ -204,5 +183,5 @@ def test_int8_model_loads_and_labels_like_fp32(chain, tmp_path, capsys):
     static = predict.main(predict.parse_args(["--model_dir", static_dir, "--text", text]))
     assert fp32 == static  # the ONNX conversion itself changes nothing
     assert int8[0] and all(text[e["start"]:e["end"]] == e["text"] for e in int8[0])
-    with pytest.raises(utils.UserError, match="needs a quantize_model.py output directory"):
+    with pytest.raises(cli.UserError, match="needs a quantize_model.py output directory"):
         predict.main(predict.parse_args(["--model_dir", static_dir, "--backend", "onnxruntime", "--text", text]))

@@ -3,18 +3,16 @@ import io
 import json
 
 import numpy as np
+from conftest import fake_tokenizer
 
 import predict
 import utils
+from ner_ofa import cli
 
 LABELS = ["O", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
 
 
-class FakeTokenizer:
-    class vocab:
-        token_to_idx = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("公司北京在年月a1"))}
-
-    unk_token, cls_token, sep_token, pad_token, do_lower_case = "[UNK]", "[CLS]", "[SEP]", "[PAD]", True
+FakeTokenizer = fake_tokenizer(*"公司北京在年月a1")
 
 
 def rule_model(encoder, margin=0):
@@ -53,10 +51,15 @@ def test_long_text_entities_near_window_edges_survive():
     assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
 
 
-def test_predict_json_lines_schema_and_empty_lines(monkeypatch, capsys, tmp_path):
+def use_rule_model(monkeypatch):
+    """predict.main with the rule model instead of a model directory."""
     enc = utils.CharEncoder(FakeTokenizer)
     monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: (rule_model(enc), FakeTokenizer,
                                                                       {"labels": LABELS, "max_seq_length": 32}))
+
+
+def test_predict_json_lines_schema_and_empty_lines(monkeypatch, capsys, tmp_path):
+    use_rule_model(monkeypatch)
     path = tmp_path / "in.txt"
     path.write_text("北京公司\n\n在\n", encoding="utf-8")
     predict.main(predict.parse_args(["--model_dir", "x", "--input_file", str(path)]))
@@ -73,12 +76,10 @@ def test_predict_json_lines_schema_and_empty_lines(monkeypatch, capsys, tmp_path
 def test_empty_input_file_is_an_error(monkeypatch, tmp_path):
     import pytest
 
-    enc = utils.CharEncoder(FakeTokenizer)
-    monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: (rule_model(enc), FakeTokenizer,
-                                                                      {"labels": LABELS, "max_seq_length": 32}))
+    use_rule_model(monkeypatch)
     path = tmp_path / "empty.txt"
     path.write_text("", encoding="utf-8")
-    with pytest.raises(utils.UserError, match="no text to label"):
+    with pytest.raises(cli.UserError, match="no text to label"):
         predict.main(predict.parse_args(["--model_dir", "x", "--input_file", str(path)]))
 
 

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-
-import utils
 from conftest import REPO, SHARED
+
+from ner_ofa import model_io
 
 
 def run_script(script, *args, env=None, timeout=600):
@@ -24,18 +24,18 @@ def test_original_three_scripts_then_predict(tiny_demo, tmp_path):
     tiny = ["--data_dir", tiny_demo["data_dir"], "--device", "cpu", "--max_seq_length", "48", "--batch_size", "16"]
     run_script("run_teacher.sh", "--model_name_or_path", tiny_demo["model_dir"], "--output_dir", tmp_path / "t",
                "--learning_rate", "5e-3", "--max_steps", "30", "--save_steps", "10", *tiny)
-    teacher = utils.read_json(str(tmp_path / "t" / "metrics.json"))
+    teacher = model_io.read_json(str(tmp_path / "t" / "metrics.json"))
     assert teacher["best_dev_f1"] > 0 and teacher["test"]["sentences"] == 60
     run_script("run_ofa.sh", "--model_name_or_path", tmp_path / "t" / "model_best", "--output_dir", tmp_path / "o",
                "--learning_rate", "2e-3", "--max_steps", "4", "--save_steps", "4", "--width_mult_list", "1.0", "0.5",
                *tiny)
-    summary = utils.read_json(str(tmp_path / "o" / "summary.json"))
+    summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))
     assert set(summary["widths"]) == {"1.0", "0.5"}
     # export.sh passes the original --n_gpu 1; the extra --device cpu must win
     run_script("export.sh", "--model_name_or_path", tmp_path / "o" / "model_0.5", "--max_seq_length", "48",
                "--sub_model_output_dir", tmp_path / "e" / "sub_model",
                "--static_sub_model", tmp_path / "e" / "static" / "model", "--device", "cpu")
-    info = utils.read_json(str(tmp_path / "e" / "static" / "model_info.json"))
+    info = model_io.read_json(str(tmp_path / "e" / "static" / "model_info.json"))
     assert info["kind"] == "static" and info["width_mult"] == 0.5 and info["num_heads"] == 2
     proc = subprocess.run([sys.executable, os.path.join(REPO, "predict.py"), "--model_dir", str(tmp_path / "e" / "static"),
                            "--text", "王伟在北京"], capture_output=True, text=True, timeout=300)
@@ -46,9 +46,13 @@ def test_demo_script(tmp_path):
     proc = run_script("run_demo_cpu.sh", tmp_path / "demo",
                       env={"N_TRAIN": "120", "N_DEV": "20", "N_TEST": "20", "TEACHER_EPOCHS": "1", "OFA_EPOCHS": "1"})
     assert "== prediction with the exported static width-0.5 model ==" in proc.stdout
+    # every stage's own log lines reach the user (importing Paddle after our logging setup used to silence them)
+    for line in ("INFO test (best dev step", "INFO width 0.5: best dev F1",
+                 "INFO static model: ", "Paddle Inference + oneDNN vs the supernet at width 0.5: max |diff|"):
+        assert line in proc.stderr, line
     line = proc.stdout.split("== prediction with the exported static width-0.5 model ==")[1].strip().splitlines()[0]
     assert json.loads(line)["text"] == "三月五日，王伟在北京的人民银行会见了李娜。"
-    assert set(utils.read_json(str(tmp_path / "demo" / "ofa" / "summary.json"))["widths"]) == {"1.0", "0.5"}
+    assert set(model_io.read_json(str(tmp_path / "demo" / "ofa" / "summary.json"))["widths"]) == {"1.0", "0.5"}
 
 
 def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
@@ -60,7 +64,7 @@ def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
                "--hidden_size", "32", "--num_heads", "4", "--intermediate_size", "64", "--max_seq_length", "48",
                "--batch_size", "16", "--teacher_steps", "4", "--teacher_save_steps", "2", "--ofa_steps", "2",
                "--ofa_save_steps", "2", "--width_mult_list", "1.0", "0.5", "--repeats", "1")
-    rows = utils.read_json(str(results))["rows"]
+    rows = model_io.read_json(str(results))["rows"]
     assert [r["name"] for r in rows] == ["teacher", "width 1.0", "width 0.5"]
     assert all(r["latency_seconds"] > 0 for r in rows) and os.path.isfile(tmp_path / "r" / "msra.png")
 

@@ -3,23 +3,19 @@ import os
 
 import numpy as np
 import pytest
+from conftest import random_ids, tiny_model
 
-import utils
-from conftest import tiny_model
+from ner_ofa import backends, cli, model_io, supernet
 
 WIDTHS = [1.0, 0.75, 0.5]
 
 
 def batch(vocab_size=60, seed=0):
-    rng = np.random.RandomState(seed)
-    ids = rng.randint(5, vocab_size, size=(3, 9)).astype("int64")
-    ids[:, 0], ids[:, -1] = 2, 3
-    ids[2, 5:] = 0  # padding
-    return ids
+    return random_ids(seed, vocab_size)
 
 
 def logits(model, ids):
-    return utils.dynamic_logits_fn(model)(ids)
+    return backends.dynamic_logits_fn(model)(ids)
 
 
 def importance_batches(ids):
@@ -31,11 +27,11 @@ def test_reorder_keeps_outputs_and_sorts_importance():
     model = tiny_model()
     ids = batch()
     before = logits(model, ids)
-    heads, neurons = utils.compute_head_neuron_importance(model, importance_batches(ids))
+    heads, neurons = supernet.compute_head_neuron_importance(model, importance_batches(ids))
     assert heads.shape == (2, 4) and neurons.shape == (2, 64) and heads.sum() > 0
-    utils.reorder_heads_neurons(model, heads, neurons)
+    supernet.reorder_heads_neurons(model, heads, neurons)
     np.testing.assert_allclose(logits(model, ids), before, rtol=1e-4, atol=1e-5)
-    heads_after, neurons_after = utils.compute_head_neuron_importance(model, importance_batches(ids))
+    heads_after, neurons_after = supernet.compute_head_neuron_importance(model, importance_batches(ids))
     for layer in range(2):
         assert np.all(np.diff(heads_after[layer]) <= 1e-6 * heads_after[layer].max())
         np.testing.assert_allclose(np.sort(heads_after[layer])[::-1], heads_after[layer], rtol=1e-4)
@@ -46,13 +42,13 @@ def test_supernet_full_width_equals_model_and_cut_shapes():
     ids = batch()
     expected = logits(model, ids)
     config = model.bert.config
-    ofa = utils.build_supernet(model, WIDTHS)
-    utils.set_supernet_width(ofa, 1.0)
+    ofa = supernet.build_supernet(model, WIDTHS)
+    supernet.set_supernet_width(ofa, 1.0)
     np.testing.assert_allclose(logits(ofa, ids), expected, rtol=1e-5, atol=1e-5)
     for width in WIDTHS:
-        utils.set_supernet_width(ofa, width)
+        supernet.set_supernet_width(ofa, width)
         at_width = logits(ofa, ids)
-        sub, sub_config = utils.cut_sub_model(ofa, config, width)
+        sub, sub_config = supernet.cut_sub_model(ofa, config, width)
         layer = sub.bert.encoder.layers[0]
         hidden, inner = config.hidden_size, config.intermediate_size
         for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
@@ -72,12 +68,12 @@ def test_width_rounds_to_whole_heads_and_keeps_the_first_ones():
     importance reordering made the most important."""
     model = tiny_model(num_heads=12, hidden_size=48, intermediate_size=96)
     full = {k: v.numpy() for k, v in model.state_dict().items()}
-    ofa = utils.build_supernet(model, [1.0, 0.8333, 0.6667, 0.5])
-    assert utils.set_supernet_width(ofa, 0.8333) == (10, 80)
-    assert utils.set_supernet_width(ofa, 0.6667) == (8, 64)
+    ofa = supernet.build_supernet(model, [1.0, 0.8333, 0.6667, 0.5])
+    assert supernet.set_supernet_width(ofa, 0.8333) == (10, 80)
+    assert supernet.set_supernet_width(ofa, 0.6667) == (8, 64)
     logits(ofa, batch())  # runs: q/k/v keep exactly 10 heads x 4 dims
-    sub, _ = utils.cut_sub_model(ofa, model.bert.config, 0.6667)
-    for i, layer in enumerate(utils.encoder_layers(sub)):
+    sub, _ = supernet.cut_sub_model(ofa, model.bert.config, 0.6667)
+    for i, layer in enumerate(model_io.encoder_layers(sub)):
         prefix = f"bert.encoder.layers.{i}."
         for proj in ("q_proj", "k_proj", "v_proj"):
             np.testing.assert_array_equal(getattr(layer.self_attn, proj).weight.numpy(),
@@ -93,22 +89,22 @@ def test_width_rounds_to_whole_heads_and_keeps_the_first_ones():
     ([0.5], "must contain 1.0"), ([1.0, 1.5], r"in \(0, 1\]"), ([1.0, 0.0], r"in \(0, 1\]"), ([1.0, 1.0], "duplicates"),
 ])
 def test_width_list_validation(widths, message):
-    with pytest.raises(utils.UserError, match=message):
-        utils.validate_width_list(widths)
+    with pytest.raises(cli.UserError, match=message):
+        supernet.validate_width_list(widths)
 
 
 def test_static_export_parity(tmp_path):
     """Paddle Inference with oneDNN (what predict runs) against the supernet at that width, computed before the
     export (``to_static`` converts the exported layer in place, so it cannot be its own reference)."""
     model = tiny_model()
-    ofa = utils.build_supernet(model, WIDTHS)
-    sub, _ = utils.cut_sub_model(ofa, model.bert.config, 0.5)
+    ofa = supernet.build_supernet(model, WIDTHS)
+    sub, _ = supernet.cut_sub_model(ofa, model.bert.config, 0.5)
     ids = batch()
     ids2 = np.concatenate([batch(seed=3)] * 2)[:, :5]  # another batch size and sequence length
     expected, expected2 = logits(ofa, ids), logits(ofa, ids2)
     prefix = str(tmp_path / "static" / "model")
-    utils.save_static(sub, prefix)
-    assert all(os.path.isfile(p) for p in utils.static_paths(prefix))
-    static = utils.static_logits_fn(prefix, mkldnn=True)
+    backends.save_static(sub, prefix)
+    assert all(os.path.isfile(p) for p in backends.static_paths(prefix))
+    static = backends.static_logits_fn(prefix, mkldnn=True)
     np.testing.assert_allclose(static(ids), expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(static(ids2), expected2, rtol=0, atol=1e-5)

@@ -1,0 +1,216 @@
+"""The command line every script shares: user errors, version checks, logging, the shared flags, and the start
+of a training process (distributed environment, device, seed)."""
+import logging
+import os
+import random
+import sys
+
+import numpy as np
+
+logger = logging.getLogger("msra_ner_ofa")
+
+
+class UserError(Exception):
+    """Bad input (data, flags, model directories): reported as one line, exit code 2, nothing written."""
+
+
+SUPPORTED = {
+    "paddle": ("3.0", "3.1", "3.2"),  # major.minor; requirements.txt pins 3.1.1
+    "paddlenlp": ("2.8.1",),
+    "paddleslim": ("2.6.0",),
+}
+
+
+def _dist_version(*names):
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_versions():
+    """Fail with a one-line fix when the installed stack is not the supported one."""
+    fix = "install the pinned stack: pip install -r requirements.txt"
+    paddle_version = _dist_version("paddlepaddle", "paddlepaddle-gpu")
+    found = {
+        "paddle": paddle_version,
+        "paddlenlp": _dist_version("paddlenlp"),
+        "paddleslim": _dist_version("paddleslim"),
+        "numpy": _dist_version("numpy"),
+    }
+    problems = []
+    if found["paddle"] is None or ".".join(found["paddle"].split(".")[:2]) not in SUPPORTED["paddle"]:
+        problems.append(f"paddlepaddle {found['paddle']} (need 3.0-3.2)")
+    for name in ("paddlenlp", "paddleslim"):
+        if found[name] not in SUPPORTED[name]:
+            problems.append(f"{name} {found[name]} (need {SUPPORTED[name][0]})")
+    if found["numpy"] is None or int(found["numpy"].split(".")[0]) >= 2:
+        problems.append(f"numpy {found['numpy']} (need <2)")
+    if problems:
+        raise UserError("unsupported package versions: " + ", ".join(problems) + f"; {fix}")
+    return found
+
+
+def setup_logging(rank=0):
+    """Our log lines (INFO on rank 0, WARNING elsewhere) on stderr. Paddle/PaddleNLP are imported first: importing
+    them reconfigures the root logger, which would silence ours if it happened afterwards."""
+    try:
+        from paddlenlp.utils.log import logger as nlp_logger
+
+        nlp_logger.set_level("WARNING")  # PaddleNLP logs every config load at INFO; keep our log dense
+    except Exception:  # pragma: no cover - logging only
+        pass
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr, force=True)
+
+
+def run_main(main, parse_args, argv=None):
+    """Run ``main(parse_args(argv))``; bad input becomes one line on stderr and exit code 2."""
+    args = parse_args(argv)
+    try:
+        result = main(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    return result
+
+
+def add_model_data_args(parser, model_help):
+    parser.add_argument("--model_name_or_path", default="bert-base-chinese", help=model_help)
+    parser.add_argument("--data_dir", default=None,
+                        help="directory with train.tsv [dev.tsv] test.tsv in the msra_ner layout (characters joined "
+                             "by U+0002, TAB, labels joined by U+0002) and optionally labels.txt; default: download "
+                             "PaddleNLP's msra_ner")
+    parser.add_argument("--dev_ratio", type=float, default=0.1,
+                        help="fraction of train held out (seeded) as dev when the data has no dev split")
+    parser.add_argument("--max_seq_length", type=int, default=128,
+                        help="tokens per window including [CLS]/[SEP]; longer sentences are split, never dropped")
+    parser.add_argument("--device", choices=["cpu", "gpu", "xpu"], default="gpu", help="device to run on")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (data order, dev split, init)")
+
+
+def add_training_args(parser, lr, epochs):
+    parser.add_argument("--batch_size", type=int, default=32, help="sentences (windows) per batch, per card")
+    parser.add_argument("--learning_rate", type=float, default=lr, help="peak learning rate of AdamW")
+    parser.add_argument("--num_train_epochs", type=float, default=epochs, help="epochs (ignored if --max_steps > 0)")
+    parser.add_argument("--max_steps", type=int, default=-1, help="total optimizer steps; > 0 overrides epochs")
+    parser.add_argument("--warmup_proportion", type=float, default=0.1, help="linear warm-up fraction of steps")
+    parser.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay (not on bias/norm)")
+    parser.add_argument("--logging_steps", type=int, default=100, help="log one line every N steps")
+    parser.add_argument("--save_steps", type=int, default=500, help="evaluate on dev (and keep the best) every N steps")
+    parser.add_argument("--output_dir", required=True, help="where the best model(s) and metrics go")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/checkpoint/ (weights, optimizer, scheduler, step, best so far)")
+
+
+def check_max_seq_length(max_seq_length, config=None):
+    """A window holds [CLS], at least one character and [SEP], and no more tokens than the model has positions."""
+    if max_seq_length < 3:
+        raise UserError(f"--max_seq_length must be at least 3, got {max_seq_length}")
+    if config is not None and max_seq_length > config.max_position_embeddings:
+        raise UserError(f"--max_seq_length {max_seq_length} exceeds the model's {config.max_position_embeddings} "
+                        "positions")
+
+
+def add_distillation_args(parser):
+    """Stage 2's loss weights (also passed through by scripts/benchmark_msra_cpu.py)."""
+    parser.add_argument("--lambda_logit", type=float, default=1.0, help="weight of the logit distillation loss")
+    parser.add_argument("--lambda_rep", type=float, default=0.1, help="weight of the hidden-state distillation loss")
+
+
+def validate_common_args(args):
+    check_max_seq_length(args.max_seq_length)
+    if getattr(args, "batch_size", 1) <= 0:
+        raise UserError(f"--batch_size must be positive, got {args.batch_size}")
+    if not 0.0 < args.dev_ratio < 1.0:
+        raise UserError(f"--dev_ratio must be in (0, 1), got {args.dev_ratio}")
+    for name in ("logging_steps", "save_steps"):
+        if getattr(args, name, 1) <= 0:
+            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    out = getattr(args, "output_dir", None)
+    if out and os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--output_dir {out} exists and is not a directory")
+
+
+def start_training_process(args):
+    """What every training stage does first: distributed env, logging, versions, flags, device, seed.
+    Returns (rank, world_size, versions)."""
+    rank, world_size = init_distributed()
+    setup_logging(rank)
+    versions = check_versions()
+    validate_common_args(args)
+    set_device(args.device)
+    set_seed(args.seed)
+    return rank, world_size, versions
+
+
+GPU_INSTALL = ("pip install paddlepaddle-gpu==3.1.1 -i https://www.paddlepaddle.org.cn/packages/stable/cu118/ "
+               "&& pip uninstall -y paddlepaddle")
+
+
+def set_device(device):
+    import paddle
+
+    if device == "gpu" and not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0):
+        if not paddle.device.is_compiled_with_cuda():
+            raise UserError(f"--device gpu: this Paddle is the CPU-only build; on a CUDA 11.8 machine run "
+                            f"{GPU_INSTALL} (see README), or use --device cpu")
+        raise UserError("--device gpu: Paddle sees no CUDA GPU; use --device cpu")
+    if device == "xpu" and not paddle.device.is_compiled_with_xpu():
+        raise UserError("--device xpu: this Paddle build has no XPU support; use --device cpu")
+    paddle.set_device(device)
+
+
+def set_seed(seed):
+    import paddle
+
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def init_distributed():
+    """Return (rank, world_size); initialise the collective env under paddle.distributed.launch."""
+    import paddle.distributed as dist
+
+    world_size = dist.get_world_size()
+    if world_size > 1:
+        dist.init_parallel_env()
+    return dist.get_rank(), world_size
+
+
+def barrier(world_size):
+    if world_size > 1:
+        import paddle.distributed as dist
+
+        dist.barrier()
+
+
+def args_to_dict(args):
+    return {k: v for k, v in sorted(vars(args).items())}
+
+
+def count_on_ranks(flag, world_size):
+    """How many processes have ``flag`` true (an all-reduce; just ``int(flag)`` in a single process)."""
+    if world_size == 1:
+        return int(flag)
+    import paddle
+    import paddle.distributed as dist
+
+    total = paddle.to_tensor([int(flag)], dtype="int64")
+    dist.all_reduce(total)
+    return int(total.numpy()[0])
+
+
+def describe_run(args, world_size, versions):
+    """One log line: every flag, the number of processes, the package versions."""
+    flags = " ".join(f"{k}={v}" for k, v in args_to_dict(args).items())
+    return f"{flags} | world_size {world_size} | " + " ".join(f"{k} {v}" for k, v in versions.items())

@@ -1,0 +1,171 @@
+"""Width compression (DynaBERT / PaddleSlim OFA): head and neuron importance, reordering, conversion of the
+encoder into an OFA supernet, running it at a width, and cutting the sub-model of one width out of it."""
+import re
+
+import numpy as np
+
+from ner_ofa.cli import UserError
+from ner_ofa.model_io import build_token_classifier, encoder_layers, unwrap
+from utils import IGNORE_INDEX
+
+
+def kept_count(width, full):
+    """How many heads (or FFN neurons) of ``full`` width ``width`` keeps: round(width * full), at least 1."""
+    return max(1, int(round(width * full)))
+
+
+def compute_head_neuron_importance(model, batches):
+    """DynaBERT importance, per layer: heads [L, H] and FFN neurons [L, I], accumulated over ``batches``
+    (lists of (input_ids, labels) numpy arrays) of the task loss.
+
+    Head h's importance is |dL/dm_h| for a mask m_h on its context vectors; since the attention output is
+    ``ctx @ W_o``, that gradient equals ``sum(W_o[h rows] * dL/dW_o[h rows])`` -- so no head-mask hook into
+    MultiHeadAttention is needed. A neuron's importance is |sum(w1 * dL/dw1) + b1 * dL/db1| (PaddleSlim's)."""
+    import paddle
+    import paddle.nn.functional as F
+
+    layers = encoder_layers(model)
+    num_heads = layers[0].self_attn.num_heads
+    head_dim = layers[0].self_attn.head_dim
+    heads = np.zeros((len(layers), num_heads))
+    neurons = np.zeros((len(layers), layers[0].linear1.weight.shape[1]))
+    model.eval()
+    for input_ids, labels in batches:
+        logits = model(paddle.to_tensor(input_ids))
+        loss = F.cross_entropy(logits, paddle.to_tensor(labels), ignore_index=IGNORE_INDEX)
+        loss.backward()
+        for i, layer in enumerate(layers):
+            w_o, g_o = layer.self_attn.out_proj.weight.numpy(), layer.self_attn.out_proj.weight.grad.numpy()
+            heads[i] += np.abs((w_o * g_o).reshape(num_heads, head_dim, -1).sum(axis=(1, 2)))
+            w1, b1 = layer.linear1.weight, layer.linear1.bias
+            neurons[i] += np.abs((w1.numpy() * w1.grad.numpy()).sum(axis=0) + b1.numpy() * b1.grad.numpy())
+        model.clear_gradients()
+    return heads, neurons
+
+
+def reorder_heads_neurons(model, head_importance, neuron_importance):
+    """Permute heads and FFN neurons so the most important come first (what a width sub-model keeps).
+    The function computed by the model does not change."""
+    import paddle
+
+    def take(param, index, axis):
+        param.set_value(paddle.index_select(param, paddle.to_tensor(index), axis=axis))
+
+    for i, layer in enumerate(encoder_layers(model)):
+        attn = layer.self_attn
+        order = np.argsort(-head_importance[i], kind="stable")
+        index = np.concatenate([np.arange(h * attn.head_dim, (h + 1) * attn.head_dim) for h in order]).astype("int64")
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+            take(proj.weight, index, 1)
+            take(proj.bias, index, 0)
+        take(attn.out_proj.weight, index, 0)
+        n_order = np.argsort(-neuron_importance[i], kind="stable").astype("int64")
+        take(layer.linear1.weight, n_order, 1)
+        take(layer.linear1.bias, n_order, 0)
+        take(layer.linear2.weight, n_order, 0)
+
+
+def validate_width_list(widths):
+    if not widths:
+        raise UserError("--width_mult_list is empty")
+    bad = [w for w in widths if not 0.0 < w <= 1.0]
+    if bad:
+        raise UserError(f"--width_mult_list: widths must be in (0, 1], got {bad}")
+    if 1.0 not in widths:
+        raise UserError(f"--width_mult_list must contain 1.0 (the full width), got {widths}")
+    if len(set(widths)) != len(widths):
+        raise UserError(f"--width_mult_list has duplicates: {widths}")
+    return sorted(widths, reverse=True)
+
+
+def build_supernet(model, width_mult_list, data_parallel=False):
+    """Convert a (reordered) BERT token classifier into a PaddleSlim OFA width supernet, keeping its weights.
+
+    The encoder's Linear/LayerNorm layers become PaddleSlim super layers (in place); the returned ``OFA``
+    wraps the whole model and routes the per-width config (:func:`set_supernet_width`) to them. With
+    ``data_parallel`` the converted model is wrapped in ``paddle.DataParallel`` inside the OFA."""
+    from paddleslim.nas.ofa import OFA
+    from paddleslim.nas.ofa.convert_super import Convert, supernet
+    from paddleslim.nas.ofa.utils import set_state_dict
+
+    from ner_ofa.paddleslim_compat import apply_paddleslim_fixes
+
+    apply_paddleslim_fixes()
+    for layer in encoder_layers(model):
+        layer.self_attn.full_num_heads = layer.self_attn.num_heads
+    state = model.state_dict()
+    # Only the encoder is elastic: embeddings, pooler and classifier stay plain Paddle layers.
+    Convert(supernet(expand_ratio=sorted(width_mult_list))).convert(model.bert.encoder)
+    set_state_dict(model, state)
+    if data_parallel:  # after Convert, so that DataParallel all-reduces the super layers' parameters
+        import paddle
+
+        model = paddle.DataParallel(model)
+    return OFA(model)
+
+
+_ELASTIC_ATTN = re.compile(r"encoder\.layers\.\d+\.self_attn\.[qkv]_proj$")
+
+
+_ELASTIC_FFN = re.compile(r"encoder\.layers\.\d+\.linear1$")
+
+
+def set_supernet_width(ofa_model, width):
+    """Run the supernet at ``width``: q/k/v keep round(width*heads) whole heads, linear1 keeps
+    round(width*intermediate) neurons; everything else at full size. Returns (heads, neurons) kept."""
+    layers = encoder_layers(ofa_model.model)
+    attn = layers[0].self_attn
+    heads = kept_count(width, attn.full_num_heads)
+    intermediate = layers[0].linear1.fn.weight.shape[1]
+    neurons = kept_count(width, intermediate)
+    config = {}
+    for name in ofa_model._ofa_layers:
+        if _ELASTIC_ATTN.search(name):
+            config[name] = {"channel": heads * attn.head_dim}
+        elif _ELASTIC_FFN.search(name):
+            config[name] = {"channel": neurons}
+        else:
+            config[name] = {}
+    ofa_model.set_net_config(config)
+    for layer in layers:
+        layer.self_attn.num_heads = heads  # stock MultiHeadAttention reshapes q/k/v with num_heads
+    return heads, neurons
+
+
+def supernet_state_dict(ofa_model):
+    """The supernet's weights under the plain model's parameter names (PaddleSlim's Block adds '.fn.')."""
+    model = unwrap(ofa_model.model)
+    return {name.replace(".fn.", "."): param for name, param in model.state_dict().items()}
+
+
+def load_supernet_weights(ofa_model, state_dict):
+    from paddleslim.nas.ofa.utils import set_state_dict
+
+    model = unwrap(ofa_model.model)
+    set_state_dict(model, state_dict)
+
+
+def cut_sub_model(ofa_model, config, width):
+    """The plain (pruned) BERT of ``width``: PaddleSlim records the slice each super layer used at that
+    width (``cur_config['prune_dim']``); those slices of the supernet's weights fill a BERT whose q/k/v/out
+    and FFN Linears are built at the kept size. Returns (model, sub_config)."""
+    import copy
+
+    import paddle
+
+    heads, neurons = set_supernet_width(ofa_model, width)
+    ofa_model.model.eval()
+    with paddle.no_grad():
+        ofa_model(paddle.to_tensor(np.array([[1, 2, 3]], dtype="int64")))
+    pruned, _ = ofa_model._get_model_pruned_weight()
+    state = {k: v.numpy() for k, v in supernet_state_dict(ofa_model).items()}
+    state.update({name.replace(".fn.", "."): value for name, value in pruned.items()})
+    sub_config = copy.deepcopy(config)
+    sub_config.ofa_sub_model = {"width_mult": width, "num_heads": heads, "intermediate_size": neurons}
+    sub_model = build_token_classifier(sub_config)
+    sub_model.set_state_dict({k: paddle.to_tensor(state[k]) for k in sub_model.state_dict()})
+    for name, param in sub_model.state_dict().items():
+        if list(param.shape) != list(state[name].shape):
+            raise RuntimeError(f"cut sub-model: {name} {param.shape} vs {state[name].shape}")
+    sub_model.eval()
+    return sub_model, sub_config

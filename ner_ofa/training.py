@@ -1,0 +1,284 @@
+"""One training run: optimizer and schedule, length-bucketed (distributed) batches, checkpoints and --resume, the
+loop with its timing and logging, and the checks and repairs of the output directory it owns."""
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from ner_ofa.cli import UserError, barrier, count_on_ranks, logger
+from ner_ofa.model_io import (
+    fresh_save_dir,
+    read_json,
+    recover_interrupted_save,
+    swap_into_place,
+    write_json,
+)
+from utils import collate
+
+
+def bucketed_batches(lengths, batch_size, rng, pool_batches=50):
+    """Shuffled batches of similar-length items (less padding): shuffle, sort within pools, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    pool = batch_size * pool_batches
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool].tolist(), key=lambda i: lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def make_batch_sampler(lengths, batch_size, seed):
+    """A length-bucketed ``paddle.io.DistributedBatchSampler``: each card gets its own share of batches."""
+    import paddle
+
+    class LengthBucketBatchSampler(paddle.io.DistributedBatchSampler):
+        def __init__(self):
+            super().__init__(dataset=lengths, batch_size=batch_size, shuffle=True)
+
+        def _batches(self):
+            all_batches = bucketed_batches(lengths, batch_size, np.random.RandomState(seed + self.epoch))
+            per_rank = len(all_batches) // self.nranks if self.nranks > 1 else len(all_batches)
+            return all_batches[self.local_rank::self.nranks][:per_rank]
+
+        def __iter__(self):
+            yield from self._batches()
+
+        def __len__(self):
+            n = math.ceil(len(lengths) / batch_size)
+            return n // self.nranks if self.nranks > 1 else n
+
+    return LengthBucketBatchSampler()
+
+
+def recover_run_outputs(output_dir, names, rank, world_size):
+    """At the start of a training run, repair interrupted saves of the directories it owns
+    (OUTPUT_DIR/<name> for each name, and OUTPUT_DIR/checkpoint). Rank 0 only; the others wait."""
+    if rank == 0:
+        for name in list(names) + [CHECKPOINT_DIR]:
+            recover_interrupted_save(os.path.join(output_dir, name))
+    barrier(world_size)
+
+
+def check_free_space(path, parameters, copies):
+    """Fail before training if the disk cannot hold ``copies`` float32 copies of the model (best models,
+    checkpoint weights, optimizer moments) -- not an hour later, at the first save."""
+    needed = parameters * 4 * copies
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(os.path.abspath(probe))
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise UserError(f"{path}: {free / 2**20:.0f} MiB free on disk, the run needs about {needed / 2**20:.0f} MiB")
+    return free
+
+
+def weights_checksum(model):
+    """A short hash of all parameters (to check that data-parallel processes hold the same weights)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name, param in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(param.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_output_dir_writable(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{path}: cannot create the output directory ({error.strerror})") from None
+    probe = os.path.join(path, f".write_test{os.getpid()}")
+    try:
+        with open(probe, "w") as handle:
+            handle.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise UserError(f"{path}: not writable ({error.strerror})") from None
+
+
+def make_optimizer(model, args, num_training_steps):
+    import paddle
+    from paddlenlp.transformers import LinearDecayWithWarmup
+
+    scheduler = LinearDecayWithWarmup(args.learning_rate, num_training_steps, args.warmup_proportion)
+    decay = {p.name for n, p in model.named_parameters() if not any(nd in n for nd in ("bias", "norm"))}
+    return paddle.optimizer.AdamW(learning_rate=scheduler, parameters=model.parameters(),
+                                  weight_decay=args.weight_decay, apply_decay_param_fun=lambda n: n in decay)
+
+
+def total_steps(args, batches_per_epoch):
+    if args.max_steps > 0:
+        return args.max_steps
+    return max(1, int(math.ceil(batches_per_epoch * args.num_train_epochs)))
+
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def save_checkpoint(output_dir, model, optimizer, trainer_state):
+    """Weights, optimizer (with its LR scheduler) and the loop's state, swapped into OUTPUT_DIR/checkpoint/."""
+    import paddle
+
+    path = os.path.join(output_dir, CHECKPOINT_DIR)
+    tmp = fresh_save_dir(path)
+    paddle.save(model.state_dict(), os.path.join(tmp, "model.pdparams"))
+    paddle.save(_portable_optimizer_state(model, optimizer.state_dict(), to_portable=True),
+                os.path.join(tmp, "optimizer.pdopt"))
+    write_json(os.path.join(tmp, "trainer_state.json"), trainer_state)
+    swap_into_place(tmp, path)
+
+
+def _portable_optimizer_state(model, state, to_portable):
+    """Optimizer state keys start with Paddle's generated parameter names (``embedding_27.w_0_moment1_0``),
+    which differ between processes; store them by the parameter's position in ``model.parameters()``."""
+    names = [p.name for p in model.parameters()]
+    mapping = {name: f"param{i:05d}" for i, name in enumerate(names)}
+    if not to_portable:
+        mapping = {v: k for k, v in mapping.items()}
+    ordered = sorted(mapping, key=len, reverse=True)
+    out = {}
+    for key, value in state.items():
+        prefix = next((name for name in ordered if key.startswith(name + "_") or key == name), None)
+        if isinstance(value, dict) and key == "master_weights":
+            value = {mapping.get(k, k): v for k, v in value.items()}
+        out[mapping[prefix] + key[len(prefix):] if prefix else key] = value
+    return out
+
+
+def load_checkpoint(output_dir, model, optimizer):
+    """Restore what :func:`save_checkpoint` wrote; returns the trainer state, or None if there is none."""
+    import paddle
+
+    path = os.path.join(output_dir, CHECKPOINT_DIR)
+    if not os.path.isfile(os.path.join(path, "trainer_state.json")):
+        return None
+    model.set_state_dict(paddle.load(os.path.join(path, "model.pdparams")))
+    optimizer.set_state_dict(_portable_optimizer_state(model, paddle.load(os.path.join(path, "optimizer.pdopt")),
+                                                       to_portable=False))
+    return read_json(os.path.join(path, "trainer_state.json"))
+
+
+class Trainer:
+    """One training run of a stage.
+
+    The stage says what is trained (``model``: its weights are checkpointed; the training windows), how a batch is
+    learnt from (``forward_backward(input_ids, labels) -> {loss name: float}``, forward and backward only) and how
+    dev is scored and the best kept (``evaluate_and_keep_best(step, epoch)``, rank 0 only). The trainer owns the
+    rest: the length-bucketed batch order, AdamW with its linear schedule, per-step dropout seeds, --resume, the
+    step log, and a checkpoint after every evaluation. ``progress`` -- the stage's JSON-able record (best scores,
+    learning curve) -- is checkpointed with the weights and restored in place by --resume. Dropout is seeded from
+    (seed, step, rank), so a resumed run on the CPU repeats the uninterrupted one exactly."""
+
+    def __init__(self, args, model, features, encoder, rank, world_size):
+        self.args, self.model, self.features, self.encoder = args, model, features, encoder
+        self.rank, self.world_size = rank, world_size
+        self.sampler = make_batch_sampler([len(ids) for ids, _ in features], args.batch_size, args.seed)
+        self.num_steps = total_steps(args, len(self.sampler))
+        self.optimizer = make_optimizer(model, args, self.num_steps)
+
+    def run(self, forward_backward, evaluate_and_keep_best, progress):
+        """Train to ``num_steps``; returns the last step."""
+        args = self.args
+        if len(self.sampler) == 0:
+            raise UserError(f"rank {self.rank} of {self.world_size} gets no training batch: {len(self.features)} "
+                            f"windows are too few for {self.world_size} processes; use fewer processes or more data")
+        step = self._resume(progress) if getattr(args, "resume", False) else 0
+        log = StepLog(self.num_steps, len(self.sampler))
+        for step, input_ids, labels in self._batches(step):
+            log.started()
+            losses = forward_backward(input_ids, labels)
+            self.optimizer.step()
+            self.optimizer._learning_rate.step()  # the LinearDecayWithWarmup scheduler
+            self.optimizer.clear_grad()
+            log.finished(losses)
+            step += 1
+            epoch = step / len(self.sampler)
+            if step % args.logging_steps == 0 or step == self.num_steps:
+                log.write(step, self.optimizer.get_lr())
+            if step % args.save_steps == 0 or step == self.num_steps:
+                if self.rank == 0:
+                    evaluate_and_keep_best(step, epoch)
+                    save_checkpoint(args.output_dir, self.model, self.optimizer, {"step": step, "state": progress})
+                barrier(self.world_size)
+        if self.world_size > 1:  # every process says what it holds; DataParallel keeps them identical
+            print(f"rank {self.rank}: step {step} weights checksum {weights_checksum(self.model)}", file=sys.stderr,
+                  flush=True)
+        return step
+
+    def _resume(self, progress):
+        """Load OUTPUT_DIR/checkpoint (every process must see it); returns the step to continue from."""
+        output_dir = self.args.output_dir
+        found = os.path.isfile(os.path.join(output_dir, CHECKPOINT_DIR, "trainer_state.json"))
+        check_checkpoint_on_every_rank(count_on_ranks(found, self.world_size), self.world_size, output_dir)
+        restored = load_checkpoint(output_dir, self.model, self.optimizer)
+        if restored is None:
+            logger.warning("--resume: no checkpoint in %s; starting at step 0", output_dir)
+            return 0
+        progress.update(restored["state"])
+        logger.info("resumed from %s at step %d", os.path.join(output_dir, CHECKPOINT_DIR), restored["step"])
+        return restored["step"]
+
+    def _batches(self, step):
+        """(step, input_ids, labels) from ``step`` to the end, dropout seeded for each step; an epoch's batch order
+        depends only on (seed, epoch), so a resumed run sees the same batches."""
+        import paddle
+
+        per_epoch = len(self.sampler)
+        while step < self.num_steps:
+            epoch_index, skip = divmod(step, per_epoch)
+            self.sampler.set_epoch(epoch_index)
+            for k, batch in enumerate(self.sampler):
+                if k < skip:
+                    continue
+                paddle.seed(dropout_seed(self.args.seed, step, self.rank))
+                yield (step, *collate([self.features[i] for i in batch], self.encoder))
+                step += 1
+                if step >= self.num_steps:
+                    return
+
+
+def check_checkpoint_on_every_rank(found, world_size, output_dir):
+    """--resume needs the checkpoint (written by rank 0) on every process's disk."""
+    if 0 < found < world_size:
+        raise UserError(f"--resume: {found} of {world_size} processes see {output_dir}/{CHECKPOINT_DIR}; rank 0 "
+                        "writes it, so on several machines OUTPUT_DIR must be on a shared file system (or copy the "
+                        "checkpoint directory to every machine first)")
+
+
+def dropout_seed(seed, step, rank):
+    """The seed set before each step: repeatable for --resume, different on each rank (so data-parallel
+    processes draw different dropout masks, as independent batches should)."""
+    return seed * 1000003 + step + rank * (1 << 32)
+
+
+def clock():
+    return time.perf_counter()
+
+
+class StepLog:
+    """The step log line: mean of each loss since the last line, learning rate, and seconds per step counted over
+    the steps only (evaluation and checkpoints between steps excluded)."""
+
+    def __init__(self, num_steps, steps_per_epoch):
+        self.num_steps, self.steps_per_epoch = num_steps, steps_per_epoch
+        self.losses, self.steps, self.seconds, self.since = {}, 0, 0.0, None
+
+    def started(self):
+        self.since = clock()
+
+    def finished(self, losses):
+        self.seconds += clock() - self.since
+        self.steps += 1
+        for key, value in losses.items():
+            self.losses.setdefault(key, []).append(value)
+
+    def write(self, step, lr):
+        values = " ".join(f"{key} {np.mean(v):.4f}" for key, v in self.losses.items())
+        logger.info("step %d/%d epoch %.2f | %s | lr %.2e | %.3f s/step", step, self.num_steps,
+                    step / self.steps_per_epoch, values, lr, self.seconds / max(1, self.steps))
+        self.losses, self.steps, self.seconds = {}, 0, 0.0
