@@ -64,9 +64,8 @@ def time_models(loaded, texts, max_seq_length, batch_size, repeats):
 
 
 def load_static(static_dir, threads):
-    model_info = model_io.read_model_info(static_dir)
-    fn = backends.static_logits_fn(os.path.join(static_dir, model_info["prefix"]), threads=threads, mkldnn=True)
-    return fn, utils.CharEncoder(model_io.load_tokenizer(static_dir)), model_info["labels"]
+    fn, tokenizer, model_info = backends.load_static_export(static_dir, threads=threads)
+    return fn, utils.CharEncoder(tokenizer), model_info["labels"]
 
 
 def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, repeats):

@@ -1,16 +1,18 @@
 """Stage 3: cut the sub-model of one width out of the OFA supernet and save it for deployment.
 
-    python export_model_msra_ner_ofa.py --model_type bert --model_name_or_path ./tmp/msra_ner_ofa/model_0.5 \\
-        --max_seq_length 128 --sub_model_output_dir ./tmp/msra_ner_ofa/0.5/sub_model \\
-        --static_sub_model ./tmp/msra_ner_ofa/0.5/static_sub_model --width_mult 0.5 --device cpu
+    python -u ./export_model_msra_ner_ofa.py --model_type bert --model_name_or_path ../tmp/msra_ner_ofa/model_0.5 \\
+        --max_seq_length 128 --sub_model_output_dir ../tmp/msra_ner_ofa/model_0.5/dynamic_model \\
+        --static_sub_model ../tmp/msra_ner_ofa/model_0.5/static_model --n_gpu 1 --width_mult 0.5
 
 Writes SUB_MODEL_OUTPUT_DIR (the pruned dygraph model: weights, config with the kept heads/neurons,
 tokenizer, model_info.json; loadable again for evaluation and predict.py) and, unless --static_sub_model is
-None, STATIC_SUB_MODEL.json + .pdiparams (Paddle Inference, dynamic batch and sequence length) with the
-tokenizer and model_info.json beside them. Parity: on a padded batch of three lengths, the logits of what is
-deployed -- the static model run by Paddle Inference with oneDNN (as predict, quantize and benchmark run it) and
-the dygraph sub-model reloaded from disk -- are compared with an independent reference, the supernet itself
-running at --width_mult; a difference above --parity_atol fails the export. The input directory is only read.
+None, STATIC_SUB_MODEL.json + .pdiparams (Paddle Inference, dynamic batch and sequence length) with
+STATIC_SUB_MODEL.info.json beside them (and the tokenizer and model_info.json, unless that directory is the
+supernet's own). Both may go inside the supernet's model_<width>/, as in the original layout above; the
+supernet's own files are only read. Parity: on a padded batch of three lengths, the logits of what is deployed --
+the static model run by Paddle Inference with oneDNN (as predict, quantize and benchmark run it) and the dygraph
+sub-model reloaded from disk -- are compared with an independent reference, the supernet itself running at
+--width_mult; a difference above --parity_atol fails the export.
 """
 import argparse
 import os
@@ -125,13 +127,29 @@ def main(args):
 
 
 def check_outputs(args, static_prefix):
+    """Outputs may go inside the supernet directory (the original layout: model_0.5/dynamic_model and
+    model_0.5/static_model) but never replace it or one of its own files."""
     source = os.path.abspath(args.model_name_or_path)
-    outputs = [args.sub_model_output_dir] + ([os.path.dirname(os.path.abspath(static_prefix))] if static_prefix else [])
-    for out in map(os.path.abspath, outputs):
-        if out == source or out.startswith(source + os.sep):
-            raise UserError(f"{out}: output inside the input directory {source}; choose another place")
+    sub_dir = os.path.abspath(args.sub_model_output_dir)
+    if sub_dir == source or source.startswith(sub_dir + os.sep):
+        raise UserError(f"--sub_model_output_dir {args.sub_model_output_dir} would replace the supernet directory "
+                        f"{args.model_name_or_path} it is cut from; choose another place")
+    outputs = [sub_dir]
+    if static_prefix:
+        static_files = [os.path.abspath(p) for p in (*backends.static_paths(static_prefix),
+                                                     backends.static_info_path(static_prefix))]
+        own = [p for p in static_files if os.path.dirname(p) == source and os.path.basename(p) in SUPERNET_FILES]
+        if own:
+            raise UserError(f"--static_sub_model {static_prefix} would overwrite the supernet's "
+                            f"{os.path.basename(own[0])}; choose another name")
+        outputs.append(os.path.dirname(static_files[0]))
+    for out in outputs:
         if os.path.exists(out) and not os.path.isdir(out):
             raise UserError(f"{out} exists and is not a directory")
+
+
+SUPERNET_FILES = {"config.json", model_io.WEIGHTS_NAME, model_io.INFO_NAME, "metrics.json", "args.json", "vocab.txt",
+                  "tokenizer_config.json", "special_tokens_map.json"}
 
 
 def export_static_checked(model, static_prefix, reference, parity_ids, atol):

@@ -1,7 +1,7 @@
 """Text → entities with an exported model (Paddle Inference) or any model directory of this project (dygraph).
 
-    python predict.py --model_dir ./tmp/msra_ner_ofa/0.5/static_sub_model --text "张伟在北京大学工作。"
-    python predict.py --model_dir ./tmp/msra_ner/model_best --input_file texts.txt > entities.jsonl
+    python predict.py --model_dir ../tmp/msra_ner_ofa/model_0.5/static_model --text "张伟在北京大学工作。"
+    python predict.py --model_dir ../tmp/msra_ner/model_best --input_file texts.txt > entities.jsonl
 
 --model_dir is either a static export (the directory of --static_sub_model, or its PREFIX) or a dygraph
 directory (model_best/, a sub-model, or stage 2's model_<width>/, which runs at that width). One JSON line per input text:
@@ -41,12 +41,12 @@ def parse_args(argv=None):
 
 
 def load_predictor(model_dir, device="cpu", threads=2, backend="paddle", precision="int8"):
-    """Return (logits_fn, tokenizer, model_info) for a static export, an ONNX (INT8) directory or a dygraph model dir."""
-    if model_dir.endswith(".json") or os.path.isfile(model_dir + ".json"):
-        prefix = model_dir[:-5] if model_dir.endswith(".json") else model_dir
-        model_dir = os.path.dirname(os.path.abspath(prefix))
-    else:
-        prefix = None
+    """Return (logits_fn, tokenizer, model_info) for a static export (its directory or PREFIX), an ONNX (INT8)
+    directory or a dygraph model dir."""
+    if backend == "paddle":
+        static = backends.load_static_export(model_dir, threads=threads, device=device)
+        if static is not None:
+            return static
     model_info = model_io.read_model_info(model_dir)
     if model_info is None:
         raise UserError(f"{model_dir}: no {model_io.INFO_NAME}; give an exported or trained model directory")
@@ -55,10 +55,6 @@ def load_predictor(model_dir, device="cpu", threads=2, backend="paddle", precisi
             raise UserError(f"{model_dir}: --backend onnxruntime needs a quantize_model.py output directory")
         path = os.path.join(model_dir, model_info["onnx_int8" if precision == "int8" else "onnx_fp32"])
         return backends.onnx_logits_fn(path, threads), model_io.load_tokenizer(model_dir), model_info
-    if model_info.get("kind") == "static":
-        prefix = prefix or os.path.join(model_dir, model_info["prefix"])
-        return backends.static_logits_fn(prefix, device=device, threads=threads, mkldnn=device == "cpu"), \
-            model_io.load_tokenizer(model_dir), model_info
     import paddle
 
     paddle.set_device(device)

@@ -1,7 +1,7 @@
 """INT8 for the CPU: an exported static sub-model -> ONNX (paddle2onnx) -> ONNX Runtime dynamic INT8 quantization.
 
-    python quantize_model.py --model_dir ./tmp/msra_ner_ofa/0.5/static_sub_model --output_dir ./tmp/msra_ner_ofa/0.5/int8
-    python predict.py --model_dir ./tmp/msra_ner_ofa/0.5/int8 --backend onnxruntime --text "..."
+    python quantize_model.py --model_dir ../tmp/msra_ner_ofa/model_0.5/static_model --output_dir ../tmp/msra_ner_ofa/int8_0.5
+    python predict.py --model_dir ../tmp/msra_ner_ofa/int8_0.5 --backend onnxruntime --text "..."
 
 Writes OUTPUT_DIR/model.onnx (fp32), OUTPUT_DIR/model.int8.onnx, the tokenizer and model_info.json (kind "onnx").
 With --data_file (a test.tsv), also scores fp32 (Paddle Inference) and INT8 on it and reports the F1 change.
@@ -19,7 +19,7 @@ from ner_ofa.cli import UserError, logger
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_dir", required=True, help="a static export directory (export_model_msra_ner_ofa.py)")
+    p.add_argument("--model_dir", required=True, help="a static export (export_model_msra_ner_ofa.py): its directory or PREFIX")
     p.add_argument("--output_dir", required=True, help="where model.onnx and model.int8.onnx go")
     p.add_argument("--data_file", default=None, help="optional msra_ner-layout file to compare fp32 and INT8 F1 on")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the comparison")
@@ -32,13 +32,15 @@ def parse_args(argv=None):
 
 def main(args):
     cli.setup_logging()
-    model_info = model_io.read_model_info(args.model_dir)
-    if not model_info or model_info.get("kind") != "static":
-        raise UserError(f"{args.model_dir}: not a static export (no model_info.json of kind 'static')")
-    if os.path.abspath(args.output_dir) == os.path.abspath(args.model_dir):
-        raise UserError("--output_dir must differ from --model_dir")
-    prefix = os.path.join(args.model_dir, model_info["prefix"])
-    tokenizer = model_io.load_tokenizer(args.model_dir)
+    found = backends.find_static(args.model_dir)
+    if found is None:
+        raise UserError(f"{args.model_dir}: not a static export (its directory or PREFIX from "
+                        "export_model_msra_ner_ofa.py)")
+    prefix, model_info = found
+    static_dir = os.path.dirname(os.path.abspath(prefix))
+    if os.path.abspath(args.output_dir) == static_dir:
+        raise UserError("--output_dir must differ from the static model's directory")
+    tokenizer = model_io.load_tokenizer(static_dir)
     os.makedirs(args.output_dir, exist_ok=True)
     fp32 = backends.export_onnx(prefix, os.path.join(args.output_dir, "model.onnx"))
     cli.setup_logging()  # paddle2onnx reconfigures the root logger

@@ -1,6 +1,6 @@
 """Stage 1: fine-tune a BERT token-classification teacher for Chinese NER and keep the best model on dev.
 
-    python run_msra_ner.py --model_name_or_path bert-base-chinese --output_dir ./tmp/msra_ner/ --device gpu
+    python run_msra_ner.py --model_name_or_path bert-base-chinese --output_dir ../tmp/msra_ner/ --device gpu
 
 Writes OUTPUT_DIR/model_best/ (weights, config, tokenizer, model_info.json with the labels and the dev split,
 metrics.json with the dev scores of the chosen step and, at the end, test scores; args.json) and

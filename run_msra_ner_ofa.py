@@ -1,7 +1,7 @@
 """Stage 2: turn the teacher into a PaddleSlim OFA width supernet and distil it from the teacher.
 
-    python run_msra_ner_ofa.py --model_type bert --model_name_or_path ./tmp/msra_ner/model_best \\
-        --task_name msra_ner --output_dir ./tmp/msra_ner_ofa/ --device gpu --width_mult_list 1.0 0.8333 0.6667 0.5
+    python run_msra_ner_ofa.py --model_type bert --model_name_or_path ../tmp/msra_ner/model_best/ \\
+        --task_name msra --output_dir ../tmp/msra_ner_ofa/ --device gpu --width_mult_list 1.0 0.8333333333333334 0.6666666666666666 0.5
 
 Steps: copy the teacher into a student; rank its attention heads and FFN neurons by importance on the dev
 split and reorder them (DynaBERT), so a narrower width keeps the most important ones; convert the student
@@ -110,11 +110,19 @@ class BestPerWidth:
             for w in self.widths))
 
     def _save(self, width, metrics):
+        """Replace model_<width>/. Whatever an export put inside it (the original layout: dynamic_model/,
+        static_model.*) was cut from the weights being replaced: it is moved to OUTPUT_DIR/replaced_exports/,
+        with a warning, rather than deleted or left beside weights it no longer matches."""
         model_info = {"kind": "supernet", "labels": self.data["labels"], "max_seq_length": self.args.max_seq_length,
                       "width_mult_list": self.widths, "width_mult": width, "teacher": self.args.model_name_or_path}
-        model_io.save_model_dir(width_dir(self.args.output_dir, width), self.config,
-                                supernet.supernet_state_dict(self.ofa_model), self.tokenizer, model_info, metrics,
-                                cli.args_to_dict(self.args))
+        path = width_dir(self.args.output_dir, width)
+        aside = os.path.join(self.args.output_dir, "replaced_exports", f"model_{width}.{time.strftime('%Y%m%d-%H%M%S')}")
+        moved = model_io.save_model_dir(path, self.config, supernet.supernet_state_dict(self.ofa_model),
+                                        self.tokenizer, model_info, metrics, cli.args_to_dict(self.args),
+                                        set_aside=aside)
+        if moved:
+            logger.warning("%s held %s, exported from the weights it replaces now: moved to %s; export again from "
+                           "the new %s", path, ", ".join(moved), aside, path)
 
 
 def main(args):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ner_ofa.cli import UserError
-from ner_ofa.model_io import INFO_NAME, load_model_dir, write_json
+from ner_ofa.model_io import INFO_NAME, load_model_dir, load_tokenizer, read_json, read_model_info, write_json
 from ner_ofa.supernet import build_supernet, cut_sub_model
 
 
@@ -53,13 +53,56 @@ def save_static(model, prefix):
     return static_paths(prefix)
 
 
+STATIC_INFO_SUFFIX = ".info.json"
+
+
+def static_info_path(prefix):
+    return prefix + STATIC_INFO_SUFFIX
+
+
 def write_static_info(prefix, tokenizer, model_info):
-    """What makes PREFIX.json/.pdiparams a deployable directory: the tokenizer and model_info.json (kind "static")
-    beside them. Returns the directory."""
+    """What makes PREFIX.json/.pdiparams deployable: PREFIX.info.json (kind "static": labels, window length, width)
+    always; and, when the directory is not another model's (the original layout exports into the supernet's
+    ``model_<width>/``, whose model_info.json and tokenizer must stay), model_info.json and the tokenizer too, so
+    the directory itself can be given to predict.py. The tokenizer is needed beside the prefix either way: a
+    supernet directory already holds the same one. Returns the directory."""
     static_dir = os.path.dirname(os.path.abspath(prefix))
-    tokenizer.save_pretrained(static_dir)
-    write_json(os.path.join(static_dir, INFO_NAME), dict(model_info, kind="static", prefix=os.path.basename(prefix)))
+    static_info = dict(model_info, kind="static", prefix=os.path.basename(prefix))
+    write_json(static_info_path(prefix), static_info)
+    existing = read_model_info(static_dir)
+    if existing is None or existing.get("kind") == "static":
+        tokenizer.save_pretrained(static_dir)
+        write_json(os.path.join(static_dir, INFO_NAME), static_info)
     return static_dir
+
+
+def find_static(path):
+    """(prefix, model_info) of a static export given as its directory, its PREFIX or PREFIX.json; None if ``path``
+    is not one."""
+    prefix = path[:-5] if path.endswith(".json") and not path.endswith(STATIC_INFO_SUFFIX) else path
+    if os.path.isfile(prefix + ".json"):
+        if os.path.isfile(static_info_path(prefix)):
+            return prefix, read_json(static_info_path(prefix))
+        model_info = read_model_info(os.path.dirname(os.path.abspath(prefix)))  # exports made before PREFIX.info.json
+        if model_info and model_info.get("kind") == "static" and model_info.get("prefix") == os.path.basename(prefix):
+            return prefix, model_info
+        raise UserError(f"{prefix}.json: a static model without {os.path.basename(static_info_path(prefix))}; "
+                        "re-export it with export_model_msra_ner_ofa.py")
+    model_info = read_model_info(path) if os.path.isdir(path) else None
+    if model_info and model_info.get("kind") == "static":
+        return os.path.join(path, model_info["prefix"]), model_info
+    return None
+
+
+def load_static_export(path, threads=2, device="cpu"):
+    """(logits_fn, tokenizer, model_info) of a static export (see :func:`find_static`), run by Paddle Inference
+    with oneDNN on the CPU; None if ``path`` is not one."""
+    found = find_static(path)
+    if found is None:
+        return None
+    prefix, model_info = found
+    fn = static_logits_fn(prefix, device=device, threads=threads, mkldnn=device == "cpu")
+    return fn, load_tokenizer(os.path.dirname(os.path.abspath(prefix))), model_info
 
 
 def save_static_dir(model, prefix, tokenizer, model_info):

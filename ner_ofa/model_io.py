@@ -164,9 +164,12 @@ KIND_SOURCE = {"teacher": "run_msra_ner.py's model_best/", "supernet": "run_msra
                "sub_model": "export_model_msra_ner_ofa.py's --sub_model_output_dir"}
 
 
-def save_model_dir(path, config, state_dict, tokenizer, model_info, metrics=None, args=None):
+def save_model_dir(path, config, state_dict, tokenizer, model_info, metrics=None, args=None, set_aside=None):
     """Write config, weights, tokenizer, model_info.json, metrics.json, args.json to a temporary
-    directory, then swap it into place, so ``path`` is always either the old or the new complete model."""
+    directory, then swap it into place, so ``path`` is always either the old or the new complete model.
+
+    ``set_aside``: a directory to move whatever else the old ``path`` holds (e.g. an export written inside it)
+    into, instead of deleting it with the old version. Returns the names moved there."""
     import paddle
 
     tmp = fresh_save_dir(path)
@@ -178,7 +181,16 @@ def save_model_dir(path, config, state_dict, tokenizer, model_info, metrics=None
         write_json(os.path.join(tmp, "metrics.json"), metrics)
     if args is not None:
         write_json(os.path.join(tmp, "args.json"), args)
+    moved = []
+    if set_aside and os.path.isdir(path):
+        ours = set(os.listdir(tmp)) | {"metrics.json", "args.json"}
+        moved = sorted(n for n in os.listdir(path) if n not in ours)
+        if moved:
+            os.makedirs(set_aside, exist_ok=True)
+            for name in moved:
+                os.rename(os.path.join(path, name), os.path.join(set_aside, name))
     swap_into_place(tmp, path)
+    return moved
 
 
 def fresh_save_dir(path):

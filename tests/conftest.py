@@ -16,6 +16,10 @@ import run_msra_ner_ofa  # noqa: E402
 from ner_ofa import cli  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes, not seconds (bert-base shape); CI runs them too")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_logs():
     import paddle

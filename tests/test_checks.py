@@ -313,3 +313,55 @@ def test_int8_reduce_range_follows_vnni():
     assert backends.int8_reduce_range("x86_64", {"avx2", "avx512f", "avx512_vnni"}) is False
     assert backends.int8_reduce_range("x86_64", {"avx2", "avx_vnni"}) is False
     assert backends.int8_reduce_range("aarch64", set()) is False
+
+
+# ---------------------------------------------------------------- issue 13: the original layout, made safe
+
+
+def original_layout_export(supernet_dir):
+    return export_stage.parse_args([
+        "--model_type", "bert", "--model_name_or_path", supernet_dir, "--max_seq_length", "48",
+        "--sub_model_output_dir", os.path.join(supernet_dir, "dynamic_model"),
+        "--static_sub_model", os.path.join(supernet_dir, "static_model"), "--n_gpu", "0", "--width_mult", "0.5"])
+
+
+def test_export_inside_the_supernet_dir_then_stage2_rerun(tiny_demo, tmp_path, capsys):
+    """The original layout writes the export inside model_0.5/: the supernet's files stay as they were, predict
+    takes the static prefix, and a later stage-2 save of model_0.5/ moves the stale export aside and says so."""
+    out = tmp_path / "o"
+    run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(tmp_path / "t"), "--max_steps", "10"))
+    teacher = str(tmp_path / "t" / "model_best")
+    run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], teacher, str(out), "--max_steps", "2", "--save_steps", "2"))
+    supernet_dir = out / "model_0.5"
+    before = {n: (supernet_dir / n).read_bytes() for n in os.listdir(supernet_dir)}
+    export_stage.main(original_layout_export(str(supernet_dir)))
+    assert {n: (supernet_dir / n).read_bytes() for n in before} == before
+    assert {"dynamic_model", "static_model.json", "static_model.pdiparams", "static_model.info.json"} <= \
+        set(os.listdir(supernet_dir))
+    static = predict.main(predict.parse_args(["--model_dir", str(supernet_dir / "static_model"), "--text", "王伟在北京"]))
+    dygraph = predict.main(predict.parse_args(["--model_dir", str(supernet_dir / "dynamic_model"), "--text", "王伟在北京"]))
+    assert static == dygraph
+
+    capsys.readouterr()
+    run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], teacher, str(out), "--max_steps", "4", "--save_steps", "2",
+                                   "--learning_rate", "5e-3"))
+    assert "dynamic_model" not in os.listdir(supernet_dir)
+    [aside] = os.listdir(out / "replaced_exports")
+    assert aside.startswith("model_0.5.")
+    assert {"dynamic_model", "static_model.json"} <= set(os.listdir(out / "replaced_exports" / aside))
+    assert "WARNING" in capsys.readouterr().err.split("exported from the weights it replaces now")[0].splitlines()[-1]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--sub_model_output_dir", "{src}"], "would replace the supernet directory"),
+    (["--static_sub_model", "{src}/config"], "would overwrite the supernet's config.json"),
+    (["--static_sub_model", "{src}/model_info"], "would overwrite the supernet's model_info.json"),
+])
+def test_export_never_overwrites_the_supernet(trained, tmp_path, flags, message):
+    src = trained["model_0.5"]
+    argv = ["--model_name_or_path", src, "--sub_model_output_dir", str(tmp_path / "s"), "--width_mult", "0.5",
+            "--device", "cpu"] + [f.format(src=src) for f in flags]
+    before = {n: os.path.getmtime(os.path.join(src, n)) for n in os.listdir(src)}
+    with pytest.raises(cli.UserError, match=message):
+        export_stage.main(export_stage.parse_args(argv))
+    assert {n: os.path.getmtime(os.path.join(src, n)) for n in os.listdir(src)} == before
