@@ -18,7 +18,8 @@ import sys
 import time
 
 import utils
-from ner_ofa import backends, cli, model_io
+from ner_ofa import backends, cli, model_io, training
+from ner_ofa.cli import logger
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -51,15 +52,23 @@ def export_static(model_dir, prefix):
 
 
 def time_models(loaded, texts, max_seq_length, batch_size, repeats):
-    """``loaded``: list of (logits_fn, encoder, labels). Returns the median seconds per model."""
+    """``loaded``: list of (logits_fn, encoder, labels). Returns the median seconds per model. Logs a line per
+    pass (a warm-up, then ``repeats`` interleaved rounds) with the elapsed time and an ETA."""
     times = [[] for _ in loaded]
-    for fn, encoder, labels in loaded:  # warm-up
-        utils.predict_entities(fn, texts, encoder, labels, max_seq_length, batch_size)
-    for _ in range(repeats):
+    passes, done, started = len(loaded) * (1 + repeats), 0, time.perf_counter()
+    for round_index in range(1 + repeats):  # round 0 is the warm-up, not timed
         for k, (fn, encoder, labels) in enumerate(loaded):
             start = time.perf_counter()
             utils.predict_entities(fn, texts, encoder, labels, max_seq_length, batch_size)
-            times[k].append(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            if round_index:
+                times[k].append(seconds)
+            done += 1
+            elapsed = time.perf_counter() - started
+            logger.info("timing %s, model %d/%d: %.2f s | %d/%d passes, elapsed %s, ETA %s",
+                        f"round {round_index}/{repeats}" if round_index else "warm-up", k + 1, len(loaded), seconds,
+                        done, passes, training.hours_minutes_seconds(elapsed),
+                        training.hours_minutes_seconds(elapsed / done * (passes - done)))
     return [round(statistics.median(t), 4) for t in times]
 
 
@@ -131,7 +140,7 @@ def paths_from_msra_run(args):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--bench_file", default=os.path.join(SHARED, "bench", "msra_test_10451_chars.txt"),
                    help="workload: one text a line")
     p.add_argument("--bert_dir", default=os.path.join(SHARED, "bert-base-chinese"),

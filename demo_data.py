@@ -10,6 +10,7 @@ import json
 import os
 import random
 
+from ner_ofa import cli
 from utils import write_ner_file
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -125,7 +126,7 @@ def write_demo(output_dir, n_train=1200, n_dev=150, n_test=150, seed=0, **config
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("--output_dir", required=True, help="where data/ and tiny_bert/ are written")
     parser.add_argument("--n_train", type=int, default=1200, help="training sentences")
     parser.add_argument("--n_dev", type=int, default=150, help="dev sentences")

@@ -25,7 +25,7 @@ from ner_ofa.cli import UserError, logger
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("--model_type", default="bert", choices=["bert"], help="model family")
     parser.add_argument("--model_name_or_path", required=True,
                         help="a supernet directory: run_msra_ner_ofa.py's OUTPUT_DIR/model_<width>")

@@ -22,7 +22,7 @@ from ner_ofa.cli import UserError
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("--model_dir", required=True, help="static export dir/prefix, or a dygraph model directory")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--text", action="append", help="a text to label (repeatable)")

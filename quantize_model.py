@@ -11,14 +11,15 @@ are several times faster than fp32 (see README, benchmark).
 """
 import argparse
 import os
+import time
 
 import utils
-from ner_ofa import backends, cli, model_io
+from ner_ofa import backends, cli, model_io, training
 from ner_ofa.cli import UserError, logger
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--model_dir", required=True, help="a static export (export_model_msra_ner_ofa.py): its directory or PREFIX")
     p.add_argument("--output_dir", required=True, help="where model.onnx and model.int8.onnx go")
     p.add_argument("--data_file", default=None, help="optional msra_ner-layout file to compare fp32 and INT8 F1 on")
@@ -41,32 +42,50 @@ def main(args):
     if os.path.abspath(args.output_dir) == static_dir:
         raise UserError("--output_dir must differ from the static model's directory")
     tokenizer = model_io.load_tokenizer(static_dir)
+    examples = None
+    if args.data_file:  # checked before anything is written
+        examples = utils.read_ner_file(args.data_file)
+        utils.check_labels_known(examples, model_info["labels"], os.path.basename(args.data_file))
+    steps = 4 if examples else 2
+    started = time.perf_counter()
     os.makedirs(args.output_dir, exist_ok=True)
+    logger.info("1/%d ONNX export of %s", steps, prefix)
     fp32 = backends.export_onnx(prefix, os.path.join(args.output_dir, "model.onnx"))
     cli.setup_logging()  # paddle2onnx reconfigures the root logger
+    logger.info("2/%d INT8 quantization (ONNX Runtime, dynamic) | elapsed %s", steps, elapsed(started))
     int8 = os.path.join(args.output_dir, "model.int8.onnx")
-    reduce_range = backends.quantize_onnx(fp32, int8, reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range])
+    reduce_range = backends.quantize_onnx(fp32, int8,
+                                          reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range])
     tokenizer.save_pretrained(args.output_dir)
     model_io.write_json(os.path.join(args.output_dir, model_io.INFO_NAME),
-                     dict(model_info, kind="onnx", onnx_fp32="model.onnx", onnx_int8="model.int8.onnx", source=args.model_dir,
-                          int8_reduce_range=reduce_range))
-    result = {"onnx_fp32": fp32, "onnx_int8": int8, "reduce_range": reduce_range, "int8_mb": round(os.path.getsize(int8) / 2**20, 2),
-              "fp32_mb": round(os.path.getsize(fp32) / 2**20, 2)}
-    logger.info("ONNX fp32 %s (%.1f MB) | INT8 %s (%.1f MB)", fp32, result["fp32_mb"], int8, result["int8_mb"])
-    if args.data_file:
-        examples = utils.read_ner_file(args.data_file)
+                        dict(model_info, kind="onnx", onnx_fp32="model.onnx", onnx_int8="model.int8.onnx",
+                             source=args.model_dir, int8_reduce_range=reduce_range))
+    result = {"onnx_fp32": fp32, "onnx_int8": int8, "reduce_range": reduce_range,
+              "int8_mb": round(os.path.getsize(int8) / 2**20, 2), "fp32_mb": round(os.path.getsize(fp32) / 2**20, 2)}
+    logger.info("ONNX fp32 %s (%.1f MB) | INT8 %s (%.1f MB, reduce_range %s) | elapsed %s", fp32, result["fp32_mb"],
+                int8, result["int8_mb"], reduce_range, elapsed(started))
+    if examples:
         encoder, labels = utils.CharEncoder(tokenizer), model_info["labels"]
-        utils.check_labels_known(examples, labels, os.path.basename(args.data_file))
-        scores = {}
-        for name, fn in (("fp32_paddle", backends.static_logits_fn(prefix, threads=args.threads, mkldnn=True)),
-                         ("int8_onnxruntime", backends.onnx_logits_fn(int8, args.threads))):
+        scores, took = {}, None
+        for step, (name, fn) in enumerate((
+                ("fp32_paddle", backends.static_logits_fn(prefix, threads=args.threads, mkldnn=True)),
+                ("int8_onnxruntime", backends.onnx_logits_fn(int8, args.threads))), start=3):
+            logger.info("%d/%d scoring %s on %d sentences of %s%s", step, steps, name, len(examples), args.data_file,
+                        f" (fp32 took {took:.0f} s)" if took else "")
+            start = time.perf_counter()
             scores[name] = utils.evaluate(fn, examples, encoder, labels, model_info["max_seq_length"], args.batch_size)
+            took = time.perf_counter() - start
         result["f1"] = {k: v["f1"] for k, v in scores.items()}
         result["f1_change_points"] = 100 * (scores["int8_onnxruntime"]["f1"] - scores["fp32_paddle"]["f1"])
-        logger.info("F1 on %s: fp32 %.4f, INT8 %.4f (%+.2f points)", args.data_file, scores["fp32_paddle"]["f1"],
-                    scores["int8_onnxruntime"]["f1"], result["f1_change_points"])
+        logger.info("F1 on %s: fp32 %.4f, INT8 %.4f (%+.2f points) | elapsed %s", args.data_file,
+                    scores["fp32_paddle"]["f1"], scores["int8_onnxruntime"]["f1"], result["f1_change_points"],
+                    elapsed(started))
         model_io.write_json(os.path.join(args.output_dir, "quantization.json"), dict(result, scores=scores))
     return result
+
+
+def elapsed(started):
+    return training.hours_minutes_seconds(time.perf_counter() - started)
 
 
 if __name__ == "__main__":

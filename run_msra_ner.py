@@ -17,8 +17,8 @@ from ner_ofa.cli import logger
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_model_data_args(parser, "hub name (default bert-base-chinese) or a local directory with config.json, "
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    cli.add_model_data_args(parser, "hub name or a local directory with config.json, "
                                     "vocab.txt and optionally weights (none: random init)")
     cli.add_training_args(parser, lr=2e-5, epochs=3)
     return parser.parse_args(argv)
@@ -28,8 +28,9 @@ class BestTeacher:
     """Scores the teacher on dev and keeps the best one in OUTPUT_DIR/model_best/; ``progress`` (best F1 and step,
     the learning curve) is what a checkpoint saves and --resume restores."""
 
-    def __init__(self, args, model, tokenizer, encoder, data):
+    def __init__(self, args, model, tokenizer, encoder, data, scalars):
         self.args, self.model, self.tokenizer, self.encoder, self.data = args, model, tokenizer, encoder, data
+        self.scalars = scalars
         self.path = os.path.join(args.output_dir, "model_best")
         self.progress = {"best": {"f1": -1.0, "step": None}, "curve": []}
 
@@ -39,6 +40,8 @@ class BestTeacher:
                                 self.data["labels"], self.args.max_seq_length, self.args.batch_size)
         self.model.train()
         self.progress["curve"].append({"step": step, "epoch": round(epoch, 3), "dev": scores})
+        for name in ("precision", "recall", "f1"):
+            self.scalars.add(f"dev/{name}", scores[name], step)
         improved = scores["f1"] > self.progress["best"]["f1"]
         logger.info("dev step %d epoch %.2f | P %.4f R %.4f F1 %.4f%s", step, epoch, scores["precision"],
                     scores["recall"], scores["f1"], " | new best, saved" if improved else "")
@@ -66,6 +69,7 @@ def main(args):
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
         training.check_free_space(args.output_dir, model_io.count_parameters(model), copies=5)
+    scalars = training.start_run_record(args, versions, rank)
     logger.info("teacher: %s | %d parameters | labels %s", origin, model_io.count_parameters(model),
                 " ".join(label_list))
     logger.info("data: %s", utils.describe_splits(data, args.data_dir))
@@ -74,10 +78,10 @@ def main(args):
     # 1. the training windows and the run that learns from them
     label_to_id = {label: i for i, label in enumerate(label_list)}
     features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
-    trainer = training.Trainer(args, model, features, encoder, rank, world_size)
+    trainer = training.Trainer(args, model, features, encoder, rank, world_size, scalars)
     train_model = paddle.DataParallel(model) if world_size > 1 else model
     training.recover_run_outputs(args.output_dir, ["model_best"], rank, world_size)
-    best = BestTeacher(args, model, tokenizer, encoder, data)
+    best = BestTeacher(args, model, tokenizer, encoder, data, scalars)
 
     def forward_backward(input_ids, labels):
         logits = train_model(paddle.to_tensor(input_ids))

@@ -23,7 +23,7 @@ from ner_ofa.cli import logger
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("--model_type", default="bert", choices=["bert"], help="model family of the teacher")
     parser.add_argument("--task_name", default="msra_ner", help="task name (informational; data from --data_dir "
                                                                 "or PaddleNLP's msra_ner)")
@@ -46,9 +46,14 @@ def distill_loss(student_out, teacher_out, mask, args):
     import paddle
     import paddle.nn.functional as F
 
-    s_logits, t_logits = student_out.logits[mask], teacher_out.logits[mask]
+    characters = paddle.nonzero(mask)  # gather_nd: the same rows as x[mask], without Paddle's reshape warning
+
+    def take(x):
+        return paddle.gather_nd(x, characters)
+
+    s_logits, t_logits = take(student_out.logits), take(teacher_out.logits)
     logit_loss = paddle.mean(paddle.sum(-F.softmax(t_logits, axis=-1) * F.log_softmax(s_logits, axis=-1), axis=-1))
-    rep_losses = [F.mse_loss(s[mask], t[mask]) for s, t in zip(student_out.hidden_states, teacher_out.hidden_states)]
+    rep_losses = [F.mse_loss(take(s), take(t)) for s, t in zip(student_out.hidden_states, teacher_out.hidden_states)]
     rep_loss = paddle.add_n(rep_losses) / len(rep_losses)
     return args.lambda_logit * logit_loss + args.lambda_rep * rep_loss, float(logit_loss), float(rep_loss)
 
@@ -87,9 +92,9 @@ class BestPerWidth:
     OUTPUT_DIR/model_<width>/; ``progress`` (best F1 and step per width, the learning curve) is what a checkpoint
     saves and --resume restores."""
 
-    def __init__(self, args, ofa_model, widths, config, tokenizer, encoder, data):
+    def __init__(self, args, ofa_model, widths, config, tokenizer, encoder, data, scalars):
         self.args, self.ofa_model, self.widths, self.config = args, ofa_model, widths, config
-        self.tokenizer, self.encoder, self.data = tokenizer, encoder, data
+        self.tokenizer, self.encoder, self.data, self.scalars = tokenizer, encoder, data, scalars
         self.progress = {"best": {str(w): {"f1": -1.0, "step": None} for w in widths}, "curve": []}
 
     def evaluate_and_keep_best(self, step, epoch):
@@ -100,6 +105,7 @@ class BestPerWidth:
             scores = utils.evaluate(backends.dynamic_logits_fn(self.ofa_model), self.data["dev"], self.encoder,
                                     self.data["labels"], self.args.max_seq_length, self.args.batch_size)
             dev_point[str(width)] = scores["f1"]
+            self.scalars.add(f"dev/f1_width_{width}", scores["f1"], step)
             if scores["f1"] > self.progress["best"][str(width)]["f1"]:
                 self.progress["best"][str(width)] = {"f1": scores["f1"], "step": step}
                 self._save(width, {"width_mult": width, "step": step, "epoch": round(epoch, 3), "dev": scores})
@@ -139,6 +145,7 @@ def main(args):
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
         training.check_free_space(args.output_dir, model_io.count_parameters(teacher), copies=4 + len(widths))
+    scalars = training.start_run_record(args, versions, rank)
     encoder = utils.CharEncoder(tokenizer)
     logger.info("teacher: %s | %d parameters | widths %s", args.model_name_or_path,
                 model_io.count_parameters(teacher), " ".join(map(str, widths)))
@@ -160,10 +167,10 @@ def main(args):
     teacher.eval()
     label_to_id = {label: i for i, label in enumerate(label_list)}
     features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
-    trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size)
+    trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size, scalars)
     training.recover_run_outputs(args.output_dir, [os.path.basename(width_dir("", w)) for w in widths], rank,
                                  world_size)
-    best = BestPerWidth(args, ofa_model, widths, config, tokenizer, encoder, data)
+    best = BestPerWidth(args, ofa_model, widths, config, tokenizer, encoder, data, scalars)
     distillation = Distillation(teacher, ofa_model, widths, args, world_size)
 
     # 3. train, scoring every width on dev and keeping each one's best every --save_steps

@@ -7,7 +7,14 @@ import os
 import numpy as np
 
 from ner_ofa.cli import UserError
-from ner_ofa.model_io import INFO_NAME, load_model_dir, load_tokenizer, read_json, read_model_info, write_json
+from ner_ofa.model_io import (
+    INFO_NAME,
+    load_model_dir,
+    load_tokenizer,
+    read_json,
+    read_model_info,
+    write_json,
+)
 from ner_ofa.supernet import build_supernet, cut_sub_model
 
 

@@ -1,5 +1,6 @@
 """The command line every script shares: user errors, version checks, logging, the shared flags, and the start
 of a training process (distributed environment, device, seed)."""
+import argparse
 import logging
 import os
 import random
@@ -69,8 +70,49 @@ def setup_logging(rank=0):
                         stream=sys.stderr, force=True)
 
 
+class WithoutKnownNoise:
+    """A stderr that drops the known third-party lines that would otherwise bury each stage's first lines:
+
+    * Paddle prints, at import, "WARNING: OMP_NUM_THREADS set to N, not 1 ..." and "PLEASE USE OMP_NUM_THREADS
+      WISELY." whenever OMP_NUM_THREADS > 1 -- advice for data-parallel GPU jobs; on the CPU we set the threads on
+      purpose.
+    Everything else passes through unchanged."""
+
+    NOISE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY.")
+
+    def __init__(self, stream):
+        self.stream, self.dropped = stream, False
+
+    def write(self, text):
+        if text.startswith(self.NOISE) or (self.dropped and text == "\n"):  # print() writes the newline apart
+            self.dropped = text != "\n"
+            return len(text)
+        self.dropped = False
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def quiet_known_warnings():
+    """Silence, at an entry point, the third-party warnings every run printed (each explained here), so the first
+    lines a user sees are the project's. Called by :func:`run_main`, never on import."""
+    import warnings
+
+    # paddle.utils.cpp_extension warns at import that ccache is missing; nothing here compiles C++ extensions.
+    warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+    # setuptools' distutils shim, imported by Paddle's dependencies, announces itself; harmless.
+    warnings.filterwarnings("ignore", message="Setuptools is replacing distutils", category=UserWarning)
+    # Paddle's OMP_NUM_THREADS advice (printed, not a warning): see WithoutKnownNoise.
+    if not isinstance(sys.stderr, WithoutKnownNoise):
+        sys.stderr = WithoutKnownNoise(sys.stderr)
+    # (Paddle's C++ "resetting the shape of the uninitialized Tensor" warning came from boolean-mask indexing in
+    # the distillation loss, which now uses gather_nd instead.)
+
+
 def run_main(main, parse_args, argv=None):
     """Run ``main(parse_args(argv))``; bad input becomes one line on stderr and exit code 2."""
+    quiet_known_warnings()
     args = parse_args(argv)
     try:
         result = main(args)
@@ -81,6 +123,17 @@ def run_main(main, parse_args, argv=None):
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     return result
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help keeps the module docstring's layout and shows every optional flag's default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required or action.default in (None, argparse.SUPPRESS) or "%(default)" in text \
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def add_model_data_args(parser, model_help):

@@ -174,9 +174,10 @@ class Trainer:
     learning curve) -- is checkpointed with the weights and restored in place by --resume. Dropout is seeded from
     (seed, step, rank), so a resumed run on the CPU repeats the uninterrupted one exactly."""
 
-    def __init__(self, args, model, features, encoder, rank, world_size):
+    def __init__(self, args, model, features, encoder, rank, world_size, scalars=None):
         self.args, self.model, self.features, self.encoder = args, model, features, encoder
         self.rank, self.world_size = rank, world_size
+        self.scalars = scalars or NoScalars()
         self.sampler = make_batch_sampler([len(ids) for ids, _ in features], args.batch_size, args.seed)
         self.num_steps = total_steps(args, len(self.sampler))
         self.optimizer = make_optimizer(model, args, self.num_steps)
@@ -188,14 +189,14 @@ class Trainer:
             raise UserError(f"rank {self.rank} of {self.world_size} gets no training batch: {len(self.features)} "
                             f"windows are too few for {self.world_size} processes; use fewer processes or more data")
         step = self._resume(progress) if getattr(args, "resume", False) else 0
-        log = StepLog(self.num_steps, len(self.sampler))
+        log = StepLog(self.num_steps, len(self.sampler), step, self.scalars)
         for step, input_ids, labels in self._batches(step):
             log.started()
             losses = forward_backward(input_ids, labels)
             self.optimizer.step()
             self.optimizer._learning_rate.step()  # the LinearDecayWithWarmup scheduler
             self.optimizer.clear_grad()
-            log.finished(losses)
+            log.finished(losses, len(input_ids))
             step += 1
             epoch = step / len(self.sampler)
             if step % args.logging_steps == 0 or step == self.num_steps:
@@ -261,24 +262,78 @@ def clock():
 
 
 class StepLog:
-    """The step log line: mean of each loss since the last line, learning rate, and seconds per step counted over
-    the steps only (evaluation and checkpoints between steps excluded)."""
+    """The step log line: mean of each loss since the last line, learning rate, seconds per step and windows
+    (samples) per second counted over the steps only (evaluation and checkpoints between steps excluded), then the
+    run's elapsed time and an ETA from the wall time per step so far (evaluations included). The same losses and
+    learning rate go to the VisualDL scalars."""
 
-    def __init__(self, num_steps, steps_per_epoch):
-        self.num_steps, self.steps_per_epoch = num_steps, steps_per_epoch
-        self.losses, self.steps, self.seconds, self.since = {}, 0, 0.0, None
+    def __init__(self, num_steps, steps_per_epoch, first_step=0, scalars=None):
+        self.num_steps, self.steps_per_epoch, self.first_step = num_steps, steps_per_epoch, first_step
+        self.scalars = scalars or NoScalars()
+        self.started_at = clock()
+        self.losses, self.steps, self.samples, self.seconds, self.since = {}, 0, 0, 0.0, None
 
     def started(self):
         self.since = clock()
 
-    def finished(self, losses):
+    def finished(self, losses, samples):
         self.seconds += clock() - self.since
         self.steps += 1
+        self.samples += samples
         for key, value in losses.items():
             self.losses.setdefault(key, []).append(value)
 
     def write(self, step, lr):
-        values = " ".join(f"{key} {np.mean(v):.4f}" for key, v in self.losses.items())
-        logger.info("step %d/%d epoch %.2f | %s | lr %.2e | %.3f s/step", step, self.num_steps,
-                    step / self.steps_per_epoch, values, lr, self.seconds / max(1, self.steps))
-        self.losses, self.steps, self.seconds = {}, 0, 0.0
+        means = {key: float(np.mean(v)) for key, v in self.losses.items()}
+        elapsed = clock() - self.started_at
+        remaining = elapsed / max(1, step - self.first_step) * (self.num_steps - step)
+        logger.info("step %d/%d epoch %.2f | %s | lr %.2e | %.3f s/step, %.1f samples/s | elapsed %s, ETA %s", step,
+                    self.num_steps, step / self.steps_per_epoch, " ".join(f"{k} {v:.4f}" for k, v in means.items()),
+                    lr, self.seconds / max(1, self.steps), self.samples / max(1e-9, self.seconds),
+                    hours_minutes_seconds(elapsed), hours_minutes_seconds(remaining))
+        for key, value in means.items():
+            self.scalars.add(f"train/{key}", value, step)
+        self.scalars.add("train/lr", lr, step)
+        self.losses, self.steps, self.samples, self.seconds = {}, 0, 0, 0.0
+
+
+def hours_minutes_seconds(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class NoScalars:
+    """Where scalars go on ranks other than 0, and in tests."""
+
+    def add(self, tag, value, step):
+        pass
+
+
+class Scalars:
+    """VisualDL scalars in OUTPUT_DIR/visualdl/: ``visualdl --logdir OUTPUT_DIR/visualdl`` shows the curves."""
+
+    def __init__(self, logdir):
+        from visualdl import LogWriter
+
+        self.writer = LogWriter(logdir=logdir)
+
+    def add(self, tag, value, step):
+        self.writer.add_scalar(tag=tag, value=float(value), step=int(step))
+        self.writer.flush()
+
+
+def start_run_record(args, versions, rank):
+    """At the start of a run, once its inputs were checked: the full log also goes to OUTPUT_DIR/train.log
+    (appended), OUTPUT_DIR/args.json gets the flags, the command and the package versions, and the scalars go to
+    OUTPUT_DIR/visualdl/. Rank 0 only; returns the scalars writer (a no-op on other ranks)."""
+    import logging
+
+    if rank != 0:
+        return NoScalars()
+    handler = logging.FileHandler(os.path.join(args.output_dir, "train.log"), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
+    logging.getLogger().addHandler(handler)
+    write_json(os.path.join(args.output_dir, "args.json"),
+               {"args": {k: v for k, v in sorted(vars(args).items())}, "command": sys.argv, "versions": versions,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return Scalars(os.path.join(args.output_dir, "visualdl"))

@@ -23,11 +23,11 @@ import export_model_msra_ner_ofa as export_stage  # noqa: E402
 import run_msra_ner  # noqa: E402
 import run_msra_ner_ofa  # noqa: E402
 import utils  # noqa: E402
-from ner_ofa import cli, model_io  # noqa: E402
+from ner_ofa import cli, model_io, training  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--quick", action="store_true", help="~10 minute version (fewer steps)")
     p.add_argument("--data_stats", action="store_true",
                    help="only print how much of dev and test the training split covers (entities, characters), as JSON")
@@ -119,6 +119,7 @@ def main(args):
         stats = data_stats(args)
         print(json.dumps(stats, indent=1))
         return stats
+    started = time.time()
     work = args.work_dir
     init_dir = os.path.join(work, "init")
     config = write_model_dir(args, init_dir)
@@ -127,6 +128,8 @@ def main(args):
     stage_seconds = {}
 
     t0 = time.time()
+    cli.setup_logging()
+    cli.logger.info("1/4 teacher (its log lines carry the ETA)")
     teacher = run_msra_ner.main(run_msra_ner.parse_args(
         ["--model_name_or_path", init_dir, "--output_dir", os.path.join(work, "teacher"),
          "--learning_rate", str(args.teacher_lr), "--num_train_epochs", str(args.teacher_epochs),
@@ -134,6 +137,8 @@ def main(args):
     stage_seconds["teacher"] = round(time.time() - t0, 1)
 
     t0 = time.time()
+    cli.logger.info("2/4 OFA over widths %s | elapsed %s", " ".join(map(str, args.width_mult_list)),
+                    training.hours_minutes_seconds(time.time() - started))
     teacher_dir = os.path.join(work, "teacher", "model_best")
     summary = run_msra_ner_ofa.main(run_msra_ner_ofa.parse_args(
         ["--model_name_or_path", teacher_dir, "--output_dir", os.path.join(work, "ofa"),
@@ -145,7 +150,9 @@ def main(args):
 
     t0 = time.time()
     exports = {}
-    for width in args.width_mult_list:
+    for k, width in enumerate(args.width_mult_list, 1):
+        cli.logger.info("3/4 export width %s (%d/%d) | elapsed %s", width, k, len(args.width_mult_list),
+                        training.hours_minutes_seconds(time.time() - started))
         out = os.path.join(work, "export", str(width))
         exports[width] = export_stage.main(export_stage.parse_args(
             ["--model_name_or_path", os.path.join(work, "ofa", f"model_{width}"), "--width_mult", str(width),
@@ -154,6 +161,8 @@ def main(args):
     teacher_static = benchmark.export_static(teacher_dir, os.path.join(work, "export", "teacher", "static", "model"))
     stage_seconds["export"] = round(time.time() - t0, 1)
 
+    cli.logger.info("4/4 latency of %d static models | elapsed %s", 1 + len(args.width_mult_list),
+                    training.hours_minutes_seconds(time.time() - started))
     texts = benchmark.read_workload(args.bench_file)
     models = [("teacher", None, teacher_static)] + [(f"width {w}", w, exports[w]["static_sub_model"])
                                                    for w in args.width_mult_list]

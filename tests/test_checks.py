@@ -270,7 +270,9 @@ def test_logged_step_time_excludes_evaluation(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="msra_ner_ofa"):
         fake_trainer([[i] for i in range(12)], num_steps=9).run(forward_backward, evaluate_and_keep_best, {})
     lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()]
-    assert len(lines) == 3 and all(line.endswith("| 1.000 s/step") for line in lines), lines
+    assert len(lines) == 3 and all("| 1.000 s/step, 1.0 samples/s |" in line for line in lines), lines
+    # ETA from the wall time per step so far, evaluations included: 3 steps + 1 evaluation in, 6 steps to go
+    assert lines[0].endswith("elapsed 0:01:43, ETA 0:03:26"), lines[0]
 
 
 def test_a_rank_without_batches_is_an_error():

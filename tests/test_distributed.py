@@ -33,13 +33,15 @@ def test_two_processes_agree_and_only_rank0_writes(tiny_demo, tmp_path):
                         "--max_steps", "6", "--output_dir", str(tmp_path / "t"), *common)
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"] and sums["0"][0] == "6"
     assert "new best, saved" in logs["workerlog.0"] and "new best, saved" not in logs["workerlog.1"]
-    assert sorted(os.listdir(tmp_path / "t")) == ["checkpoint", "metrics.json", "model_best"]
+    assert sorted(os.listdir(tmp_path / "t")) == ["args.json", "checkpoint", "metrics.json", "model_best", "train.log",
+                                                  "visualdl"]
 
     sums, logs = launch("run_msra_ner_ofa.py", tmp_path / "log2", "--model_name_or_path",
                         str(tmp_path / "t" / "model_best"), "--max_steps", "4", "--width_mult_list", "1.0", "0.5",
                         "--output_dir", str(tmp_path / "o"), *common)
     assert sums["0"] == sums["1"], sums
-    assert sorted(os.listdir(tmp_path / "o")) == ["checkpoint", "model_0.5", "model_1.0", "summary.json"]
+    assert sorted(os.listdir(tmp_path / "o")) == ["args.json", "checkpoint", "model_0.5", "model_1.0", "summary.json",
+                                                  "train.log", "visualdl"]
     # the width-0.5 test F1 rank 0 reported is that of the model it saved, scored here at its width
     summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["widths"]["0.5"]
     model, tokenizer, info = backends.load_inference_model(str(tmp_path / "o" / "model_0.5"))

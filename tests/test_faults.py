@@ -83,7 +83,7 @@ def test_interrupted_swap_is_recovered_by_the_owning_run_only(tmp_path, tiny_dem
     assert (out / "model_best.old12345").is_dir() and (out / "model_best.tmp12345").is_dir()
     resumed = run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(out), *args,
                                              "--resume"))
-    assert sorted(os.listdir(out)) == ["checkpoint", "metrics.json", "model_best"]
+    assert sorted(os.listdir(out)) == ["args.json", "checkpoint", "metrics.json", "model_best", "train.log", "visualdl"]
     assert resumed["best_step"] == metrics["step"]
     assert model_io.read_json(str(best / "metrics.json"))["dev"] == metrics["dev"]
 

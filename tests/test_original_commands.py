@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, SHARED
 
 import demo_data
 import utils
-from conftest import REPO, SHARED
 from ner_ofa import model_io
 
 VOCAB = os.path.join(SHARED, "data", "bert-base-chinese", "vocab.txt")

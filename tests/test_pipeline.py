@@ -154,6 +154,10 @@ def test_every_flag_has_help(script, monkeypatch):
     assert flags
     undocumented = [a.option_strings[0] for a in flags if not (a.help or "").strip()]
     assert not undocumented, f"{script}: flags without help: {undocumented}"
+    formatter = parser._get_formatter()
+    with_default = [a for a in flags if a.default is not None and not a.required and a.nargs != 0]
+    no_default_shown = [a.option_strings[0] for a in with_default if "default" not in formatter._get_help_string(a)]
+    assert not no_default_shown, f"{script}: --help shows no default for {no_default_shown}"
     out = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

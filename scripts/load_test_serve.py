@@ -1,0 +1,222 @@
+"""Load test of serve.py on 127.0.0.1: N concurrent clients send MSRA test sentences, one sentence a request.
+
+    python scripts/load_test_serve.py                # a width-0.5 model of the MSRA run's shape, random weights
+    python scripts/load_test_serve.py --model_dir ../tmp/msra_ner_ofa/model_0.5/static_model   # your export
+
+Starts serve.py on a free loopback port, runs each client count in turn (bounded: --sentences requests per phase,
+--max_seconds per phase), and records per phase throughput (texts/s, chars/s), p50/p99 request latency, errors (must
+be 0), and the server's resident memory; then labels the same sentences in-process through predict.py's code path
+(the ceiling: no HTTP, all texts in one call) and checks the server's answers equal it. Writes results/serve_cpu.json.
+"""
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+import benchmark  # noqa: E402
+import predict  # noqa: E402
+import utils  # noqa: E402
+from ner_ofa import cli, model_io  # noqa: E402
+from ner_ofa.cli import UserError, logger  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    p.add_argument("--model_dir", default=None,
+                   help="what serve.py serves (a static export: dir or PREFIX); default: build one in --work_dir of the "
+                        "committed MSRA run's width-0.5 shape (2 layers, hidden 192, 6 of 12 heads, 384 of 768 FFN "
+                        "neurons, the bert-base-chinese vocabulary cut to MSRA train's characters) with random "
+                        "weights -- speed and memory do not depend on the weights' values")
+    p.add_argument("--work_dir", default=os.path.join(REPO, "tmp", "serve_cpu"), help="where that model is built")
+    p.add_argument("--bert_dir", default=os.path.join(SHARED, "bert-base-chinese"),
+                   help="vocab.txt + config.json for the built model")
+    p.add_argument("--data_file", default=os.path.join(SHARED, "msra_ner", "test.tsv"),
+                   help="msra_ner-layout file whose sentences are sent")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients, one phase each")
+    p.add_argument("--sentences", type=int, default=800, help="requests per phase (one sentence each)")
+    p.add_argument("--max_seconds", type=float, default=120, help="a phase stops sending after this long")
+    p.add_argument("--threads", type=int, default=2, help="the server's CPU math threads (and the ceiling's)")
+    p.add_argument("--batch_wait_ms", type=float, default=5.0, help="serve.py --batch_wait_ms")
+    p.add_argument("--memory_requests", type=int, default=3000,
+                   help="extra requests of varied lengths (1-16 sentences) to watch the server's memory over")
+    p.add_argument("--output", default=os.path.join(REPO, "results", "serve_cpu.json"), help="results JSON")
+    return p.parse_args(argv)
+
+
+def post(port, texts):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("POST", "/predict", body=json.dumps({"texts": texts}, ensure_ascii=False).encode(),
+                 headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, json.loads(body.decode())
+
+
+def start_server(args):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "serve.py"), "--model_dir", args.model_dir,
+                             "--port", str(port), "--threads", str(args.threads), "--batch_wait_ms",
+                             str(args.batch_wait_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"serve.py exited with {proc.returncode}; run it by hand to see why")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise UserError("serve.py did not answer /health within 180 s")
+
+
+def rss_mib(pid):
+    import psutil
+
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+def run_phase(port, sentences, clients, max_seconds):
+    """``clients`` threads share ``sentences`` (one a request); returns the phase's numbers and answers."""
+    latencies, answers, errors = [], {}, 0
+    stop_at = time.perf_counter() + max_seconds
+
+    def one(index):
+        if time.perf_counter() > stop_at:
+            return index, None, None
+        start = time.perf_counter()
+        try:
+            status, data = post(port, [sentences[index]])
+        except OSError:
+            return index, time.perf_counter() - start, None
+        return index, time.perf_counter() - start, data["results"][0]["entities"] if status == 200 else None
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        for index, seconds, entities in pool.map(one, range(len(sentences))):
+            if seconds is None:
+                continue
+            latencies.append(seconds)
+            if entities is None:
+                errors += 1
+            else:
+                answers[index] = entities
+    wall = time.perf_counter() - started
+    done = sorted(answers)
+    chars = sum(len(sentences[i]) for i in done)
+    return {"clients": clients, "requests": len(latencies), "errors": errors, "seconds": round(wall, 2),
+            "texts_per_s": round(len(done) / wall, 1), "chars_per_s": round(chars / wall),
+            "p50_ms": round(1000 * statistics.median(latencies), 1),
+            "p99_ms": round(1000 * sorted(latencies)[max(0, int(0.99 * len(latencies)) - 1)], 1)}, answers
+
+
+def build_msra_shape_model(args):
+    """Random weights in the shape of results/msra_cpu.json's width-0.5 model, exported as stage 3 does."""
+    import paddle
+    from paddlenlp.transformers import BertConfig, BertForTokenClassification
+
+    import export_model_msra_ner_ofa as export_stage
+    from scripts import benchmark_msra_cpu as driver
+
+    shape = argparse.Namespace(bert_dir=args.bert_dir, data_dir=os.path.dirname(args.data_file), vocab="train",
+                               num_layers=2, hidden_size=192, num_heads=12, intermediate_size=768, dropout=0.0)
+    raw = driver.write_model_dir(shape, os.path.join(args.work_dir, "init"))
+    config = BertConfig(**{k: raw[k] for k in model_io.BERT_CONFIG_FIELDS}, num_labels=len(benchmark.MSRA_LABELS))
+    paddle.seed(0)
+    model = BertForTokenClassification(config)
+    supernet_dir = os.path.join(args.work_dir, "model_0.5")
+    model_io.save_model_dir(supernet_dir, config, model.state_dict(),
+                            model_io.load_tokenizer(os.path.join(args.work_dir, "init")),
+                            {"kind": "supernet", "labels": benchmark.MSRA_LABELS, "max_seq_length": 128,
+                             "width_mult_list": [1.0, 0.5], "width_mult": 0.5})
+    export_stage.main(export_stage.parse_args([
+        "--model_name_or_path", supernet_dir, "--width_mult", "0.5", "--device", "cpu",
+        "--sub_model_output_dir", os.path.join(args.work_dir, "sub_model"),
+        "--static_sub_model", os.path.join(args.work_dir, "static", "model")]))
+    return os.path.join(args.work_dir, "static")
+
+
+def main(args):
+    cli.setup_logging()
+    if not os.path.isfile(args.data_file):
+        raise UserError(f"{args.data_file}: not found")
+    if args.model_dir is None:
+        args.model_dir = build_msra_shape_model(args)
+        model_shape = "results/msra_cpu.json's width-0.5 shape, random weights (built by this script)"
+    else:
+        model_shape = os.path.relpath(os.path.abspath(args.model_dir), REPO)
+    sentences = ["".join(ex["chars"]) for ex in utils.read_ner_file(args.data_file)][:args.sentences]
+    logits_fn, tokenizer, model_info = predict.load_predictor(args.model_dir, threads=args.threads)
+    encoder, labels = utils.CharEncoder(tokenizer), model_info["labels"]
+    max_seq_length = model_info.get("max_seq_length", 128)
+    utils.predict_entities(logits_fn, sentences[:32], encoder, labels, max_seq_length, 32)  # warm-up
+    start = time.perf_counter()
+    ceiling_answers = utils.predict_entities(logits_fn, sentences, encoder, labels, max_seq_length, 32)
+    ceiling_seconds = time.perf_counter() - start
+    chars = sum(len(s) for s in sentences)
+    ceiling = {"texts_per_s": round(len(sentences) / ceiling_seconds, 1), "chars_per_s": round(chars / ceiling_seconds),
+               "seconds": round(ceiling_seconds, 2), "what": "predict.py's code path in-process, all texts in one call"}
+    logger.info("in-process ceiling: %d texts in %.2f s (%.0f texts/s)", len(sentences), ceiling_seconds,
+                ceiling["texts_per_s"])
+
+    proc, port = start_server(args)
+    phases, memory = [], [{"after_requests": 0, "rss_mib": rss_mib(proc.pid)}]
+    try:
+        post(port, sentences[:8])  # warm-up
+        served = 0
+        for clients in args.clients:
+            phase, answers = run_phase(port, sentences, clients, args.max_seconds)
+            mismatches = sum(answers[i] != ceiling_answers[i] for i in answers)
+            served += phase["requests"]
+            phase.update(answers_differing_from_predict=mismatches, server_rss_mib=rss_mib(proc.pid))
+            memory.append({"after_requests": served, "rss_mib": phase["server_rss_mib"]})
+            phases.append(phase)
+            logger.info("%2d clients: %d requests, %d errors, %.1f texts/s, %d chars/s, p50 %.1f ms, p99 %.1f ms, "
+                        "server RSS %.0f MiB", clients, phase["requests"], phase["errors"], phase["texts_per_s"],
+                        phase["chars_per_s"], phase["p50_ms"], phase["p99_ms"], phase["server_rss_mib"])
+        # varied lengths: 1-16 sentences a request, so the model sees many batch shapes
+        for k in range(args.memory_requests):
+            n = 1 + (k * 7) % 16
+            start = (k * 13) % max(1, len(sentences) - n)
+            status, _ = post(port, sentences[start:start + n])
+            served += 1
+            if status != 200:
+                raise UserError(f"request {k} of the memory run got {status}")
+            if (k + 1) % 500 == 0:
+                memory.append({"after_requests": served, "rss_mib": rss_mib(proc.pid)})
+                logger.info("memory: %d requests, server RSS %.0f MiB", served, memory[-1]["rss_mib"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    result = {
+        "command": "python " + " ".join([os.path.relpath(os.path.abspath(sys.argv[0]), REPO)] + sys.argv[1:]),
+        "hardware": benchmark.hardware(),
+        "model": dict({k: model_info.get(k) for k in ("kind", "width_mult", "num_heads", "intermediate_size",
+                                                      "parameters")}, what=model_shape),
+        "workload": {"file": os.path.basename(args.data_file), "sentences": len(sentences), "characters": chars,
+                     "request": "one sentence per request, N clients concurrently, keep-alive off",
+                     "threads": args.threads, "batch_wait_ms": args.batch_wait_ms},
+        "in_process_ceiling": ceiling, "phases": phases, "server_memory": memory,
+    }
+    model_io.write_json(args.output, result)
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+    return result
+
+
+if __name__ == "__main__":
+    cli.run_main(main, parse_args)

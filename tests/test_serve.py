@@ -1,0 +1,101 @@
+"""serve.py for real: a server process on a free loopback port, real HTTP requests (good and bad), then stopped."""
+import concurrent.futures
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import export_model_msra_ner_ofa as export_stage
+import predict
+from conftest import REPO, export_args
+
+TEXTS = ["三月五日，王伟在北京的人民银行会见了李娜。", "", "李娜去了上海。" * 30, "Ａpple 公司\u2028在北京"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, raw=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    payload = raw if raw is not None else (json.dumps(body, ensure_ascii=False).encode() if body is not None else None)
+    conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = json.loads(response.read().decode())
+    conn.close()
+    return response.status, data
+
+
+@pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serve")
+    export_stage.main(export_args(trained["model_0.5"], str(out)))
+    static_dir = str(out / "static")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "serve.py"), "--model_dir", static_dir, "--port",
+                             str(port), "--max_texts", "8", "--max_text_chars", "500", "--batch_wait_ms", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if request(port, "GET", "/health")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.3)
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+    yield {"port": port, "static_dir": static_dir, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_answers_equal_predict(server):
+    status, data = request(server["port"], "POST", "/predict", {"texts": TEXTS})
+    assert status == 200
+    expected = predict.main(predict.parse_args(["--model_dir", server["static_dir"], *sum((["--text", t] for t in TEXTS), [])]))
+    assert [r["text"] for r in data["results"]] == TEXTS
+    assert [r["entities"] for r in data["results"]] == expected
+    assert any(r["entities"] for r in data["results"])
+
+
+@pytest.mark.parametrize("raw, status, message", [
+    (b"not json", 400, "not JSON"),
+    (b"\xff\xfe", 400, "not JSON"),
+    (b"[1, 2]", 422, "expected a JSON object"),
+    (b'{"text": "a"}', 422, "expected a JSON object"),
+    (b'{"texts": "abc"}', 422, "must be a list of strings"),
+    (b'{"texts": ["a", 3]}', 422, "must be a list of strings"),
+    (b'{"texts": []}', 422, "is empty"),
+    (b'{"texts": ["a"], "extra": 1}', 422, "unknown field"),
+    (json.dumps({"texts": ["长" * 501]}).encode(), 413, "at most 500"),
+    (json.dumps({"texts": ["a"] * 9}).encode(), 413, "at most 8"),
+])
+def test_bad_requests_get_4xx_and_the_server_goes_on(server, raw, status, message):
+    got, data = request(server["port"], "POST", "/predict", raw=raw)
+    assert got == status and message in data["error"]
+    ok, data = request(server["port"], "POST", "/predict", {"texts": ["王伟在北京"]})
+    assert ok == 200 and data["results"][0]["text"] == "王伟在北京"
+
+
+def test_concurrent_requests_are_batched_and_answered_right(server):
+    texts = [f"{name}在{place}工作。" for name in ("王伟", "李娜", "张三", "赵六") for place in ("北京", "上海", "广州")]
+    expected = predict.main(predict.parse_args(["--model_dir", server["static_dir"], *sum((["--text", t] for t in texts), [])]))
+    _, before = request(server["port"], "GET", "/health")
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda t: request(server["port"], "POST", "/predict", {"texts": [t]}), texts))
+    assert [a[0] for a in answers] == [200] * len(texts)
+    assert [a[1]["results"][0]["entities"] for a in answers] == expected
+    _, after = request(server["port"], "GET", "/health")
+    assert after["requests"] - before["requests"] == len(texts)
+    assert after["batches"] - before["batches"] < len(texts)  # some requests shared a model pass
+
+
+def test_health(server):
+    status, data = request(server["port"], "GET", "/health")
+    assert status == 200 and data["status"] == "ok" and data["kind"] == "static" and data["width_mult"] == 0.5
