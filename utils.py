@@ -281,7 +281,8 @@ def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size,
     for b in range(0, len(items), batch_size):
         chunk = items[b:b + batch_size]
         input_ids, _ = collate([(sequences[s][start:end], None) for s, _, start, end in chunk], encoder)
-        scores = log_softmax(np.asarray(logits_fn(input_ids), dtype=np.float32))
+        padded = pad_to_shape_bucket(input_ids, encoder.pad_id, max_seq_length, batch_size)
+        scores = log_softmax(np.asarray(logits_fn(padded), dtype=np.float32)[:len(chunk), :input_ids.shape[1]])
         num_classes = scores.shape[-1]
         for row, (s, w, start, end) in enumerate(chunk):
             window_scores[(s, w)] = scores[row, 1:end - start + 1]
@@ -296,6 +297,25 @@ def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size,
     if label_list is None:
         return [scores.argmax(-1).astype(np.int64) for scores in per_sequence]
     return constrained_decode(per_sequence, label_list)
+
+
+SHAPE_MULTIPLE = 8
+
+
+def pad_to_shape_bucket(input_ids, pad_id, max_seq_length, batch_size):
+    """Pad a batch to one of a few shapes: length up to a multiple of 8 (at most ``max_seq_length``), rows up to a
+    power of two (at most ``batch_size``), with [PAD], which the model masks. Paddle Inference with oneDNN keeps
+    kernels per input shape, so a long-lived process that saw every (rows, length) pair grew its memory with
+    them; with at most ~16 lengths x 6 row counts it stays flat (results/serve_cpu.json). The extra rows and
+    positions are dropped from the logits."""
+    rows, length = input_ids.shape
+    want_length = min(max(length, max_seq_length), -(-length // SHAPE_MULTIPLE) * SHAPE_MULTIPLE)
+    want_rows = min(max(rows, batch_size), 1 << (rows - 1).bit_length())
+    if (want_rows, want_length) == (rows, length):
+        return input_ids
+    padded = np.full((want_rows, want_length), pad_id, dtype=input_ids.dtype)
+    padded[:rows, :length] = input_ids
+    return padded
 
 
 def log_softmax(logits):

@@ -175,3 +175,28 @@ def test_decode_memory_is_bounded_by_characters_not_sequences():
     one_block = utils.constrained_decode(score_list, LABELS, max_cells=10**9)
     small = utils.constrained_decode(score_list, LABELS, max_cells=40)
     assert [p.tolist() for p in small] == [p.tolist() for p in one_block]
+
+
+def test_model_calls_use_few_shapes_and_padding_changes_no_label():
+    """Every model call gets one of a few (rows, length) shapes -- Paddle Inference's per-shape oneDNN caches then
+    stay bounded in a long-lived server -- and the padding added for that changes no label."""
+    class E:
+        cls_id, sep_id, pad_id = 1, 2, 0
+
+    shapes = []
+
+    def logits_fn(input_ids):  # position-independent scores, pads scored like anything else
+        shapes.append(input_ids.shape)
+        rng = np.random.RandomState(7)
+        table = rng.randn(64, len(LABELS)).astype(np.float32)
+        return table[input_ids % 64]
+
+    rng = np.random.RandomState(3)
+    sequences = [rng.randint(3, 60, size=n).tolist() for n in rng.randint(1, 300, size=150)]
+    labels = utils.predict_label_ids(logits_fn, sequences, E, max_seq_length=128, batch_size=32, label_list=LABELS)
+    assert {rows for rows, _ in shapes} <= {1, 2, 4, 8, 16, 32}
+    assert all(length % 8 == 0 or length == 128 for _, length in shapes)
+    assert len(set(shapes)) < len(shapes)
+    for ids, got in zip(sequences, labels):  # each character's label depends only on its own id here
+        [alone] = utils.predict_label_ids(logits_fn, [ids], E, max_seq_length=128, batch_size=1, label_list=LABELS)
+        assert got.tolist() == alone.tolist()
