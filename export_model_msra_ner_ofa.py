@@ -35,6 +35,9 @@ def parse_args(argv=None):
     parser.add_argument("--static_sub_model", default=None,
                         help="path prefix of the static model (PREFIX.json/.pdiparams); 'None' or unset: skip")
     parser.add_argument("--width_mult", type=float, required=True, help="width to cut; must be in the supernet's list")
+    parser.add_argument("--depth_mult", type=float, default=1.0,
+                        help="depth to cut (the layers ner_ofa.supernet.kept_layers keeps); must be in the supernet's "
+                             "depth list")
     parser.add_argument("--device", choices=["cpu", "gpu", "xpu"], default=None,
                         help="device for the export (default: from --n_gpu if given, else cpu); wins over --n_gpu")
     parser.add_argument("--n_gpu", type=int, default=None,
@@ -84,26 +87,33 @@ def main(args):
     widths = supernet_info["width_mult_list"]
     if args.width_mult not in widths:
         raise UserError(f"--width_mult {args.width_mult} is not one of the supernet's widths {widths}")
-    if args.width_mult != supernet_info["width_mult"]:
-        logger.warning("%s holds the weights that were best for width %s; cutting width %s from them",
-                       args.model_name_or_path, supernet_info["width_mult"], args.width_mult)
+    depths = supernet_info.get("depth_mult_list", [1.0])
+    if args.depth_mult not in depths:
+        raise UserError(f"--depth_mult {args.depth_mult} is not one of the supernet's depths {depths}")
+    kept_for = (supernet_info["width_mult"], supernet_info.get("depth_mult", 1.0))
+    if (args.width_mult, args.depth_mult) != kept_for:
+        logger.warning("%s holds the weights that were best for width %s depth %s; cutting width %s depth %s from "
+                       "them", args.model_name_or_path, *kept_for, args.width_mult, args.depth_mult)
     config = supernet_model.bert.config
     cli.check_max_seq_length(args.max_seq_length, config)
     full_params = model_io.count_parameters(supernet_model)
     ofa_model = supernet.build_supernet(supernet_model, widths)
-    sub_model, sub_config = supernet.cut_sub_model(ofa_model, config, args.width_mult)
+    sub_model, sub_config = supernet.cut_sub_model(ofa_model, config, args.width_mult, args.depth_mult)
     kept = sub_config.ofa_sub_model
     sub_params = model_io.count_parameters(sub_model)
-    logger.info("width %s: %d/%d heads, %d/%d FFN neurons per layer | %d of %d parameters (%.1f%%)",
-                args.width_mult, kept["num_heads"], config.num_attention_heads, kept["intermediate_size"],
-                config.intermediate_size, sub_params, full_params, 100.0 * sub_params / full_params)
+    logger.info("width %s depth %s: %d/%d heads, %d/%d FFN neurons per layer, layers %s of %d | %d of %d parameters "
+                "(%.1f%%)", args.width_mult, args.depth_mult, kept["num_heads"], config.num_attention_heads,
+                kept["intermediate_size"], config.intermediate_size, kept["kept_layers"], config.num_hidden_layers,
+                sub_params, full_params, 100.0 * sub_params / full_params)
     parity_ids = parity_batch(utils.CharEncoder(tokenizer), args.max_seq_length)
-    reference = backends.dynamic_logits_fn(ofa_model)(parity_ids)  # the supernet at --width_mult (cut_sub_model set it)
+    with supernet.at_depth(ofa_model, args.depth_mult):  # the supernet at --width_mult (cut_sub_model set it)
+        reference = backends.dynamic_logits_fn(ofa_model)(parity_ids)
 
     # 2. the dygraph sub-model, reloaded from disk and checked against the supernet
     sub_info = {"kind": "sub_model", "labels": supernet_info["labels"], "max_seq_length": args.max_seq_length,
-                "width_mult": args.width_mult, "num_heads": kept["num_heads"],
-                "intermediate_size": kept["intermediate_size"], "parameters": sub_params,
+                "width_mult": args.width_mult, "depth_mult": args.depth_mult, "num_heads": kept["num_heads"],
+                "intermediate_size": kept["intermediate_size"], "num_layers": len(kept["kept_layers"]),
+                "kept_layers": kept["kept_layers"], "parameters": sub_params,
                 "supernet": args.model_name_or_path}
     model_io.save_model_dir(args.sub_model_output_dir, sub_config, sub_model.state_dict(), tokenizer, sub_info,
                             args=cli.args_to_dict(args))
@@ -114,6 +124,7 @@ def main(args):
     logger.info("dygraph sub-model: %s | vs the supernet at width %s: max |diff| %.2e", args.sub_model_output_dir,
                 args.width_mult, dygraph_diff)
     result = {"sub_model_output_dir": args.sub_model_output_dir, "width_mult": args.width_mult,
+              "depth_mult": args.depth_mult,
               "parameters": sub_params, "supernet_parameters": full_params, "dygraph_max_abs_diff": dygraph_diff}
 
     # 3. the static model, run as predict/quantize/benchmark run it, checked against the supernet

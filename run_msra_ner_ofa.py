@@ -1,11 +1,12 @@
-"""Stage 2: turn the teacher into a PaddleSlim OFA width supernet and distil it from the teacher.
+"""Stage 2: turn the teacher into a PaddleSlim OFA supernet (width, and optionally depth) and distil it from it.
 
     python run_msra_ner_ofa.py --model_type bert --model_name_or_path ../tmp/msra_ner/model_best/ \\
         --task_name msra --output_dir ../tmp/msra_ner_ofa/ --device gpu --width_mult_list 1.0 0.8333333333333334 0.6666666666666666 0.5
 
 Steps: copy the teacher into a student; rank its attention heads and FFN neurons by importance on the dev
 split and reorder them (DynaBERT), so a narrower width keeps the most important ones; convert the student
-into an OFA supernet; every training step runs the teacher once and each width (widest first), with loss
+into an OFA supernet; every training step runs the teacher once and each width (widest first) -- and with
+--depth_mult_list each (width, depth) pair, depth keeping ner_ofa.supernet.kept_layers -- with loss
 ``lambda_logit * soft-CE(student logits, teacher logits) + lambda_rep * MSE(hidden states)``; every
 --save_steps each width is scored on dev and the best supernet weights *for that width* are kept in
 OUTPUT_DIR/model_<width>/. At the end each width's best is scored on test; OUTPUT_DIR/summary.json lists both.
@@ -31,18 +32,52 @@ def parse_args(argv=None):
     cli.add_training_args(parser, lr=2e-5, epochs=6)
     parser.add_argument("--width_mult_list", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5],
                         help="widths to train (fraction of heads and FFN neurons kept); must include 1.0")
+    parser.add_argument("--depth_mult_list", type=float, nargs="+", default=[1.0],
+                        help="depths to train (fraction of encoder layers kept, ner_ofa.supernet.kept_layers); must "
+                             "include 1.0; with more than 1.0, each (width, depth) pair is kept in model_<w>_<d>/")
+    parser.add_argument("--pairs_per_step", type=int, default=0,
+                        help="(width, depth) passes per training step: 0 = every pair; N >= 2 = the largest, the "
+                             "smallest and N-2 others at random")
     cli.add_distillation_args(parser)
     parser.add_argument("--importance_batches", type=int, default=0,
                         help="dev batches used to rank heads/neurons (0: all of dev)")
     return parser.parse_args(argv)
 
 
-def width_dir(output_dir, width):
-    return os.path.join(output_dir, f"model_{width}")
+class Pairs:
+    """The (width, depth) pairs stage 2 trains, how each is named, and which run in a training step.
+
+    With ``--depth_mult_list 1.0`` (the default) the pairs are the widths at full depth, named by their width as
+    before (model_<width>/); otherwise model_<width>_<depth>/. Order: every width at full depth (widest first),
+    then the other depths (deepest first)."""
+
+    def __init__(self, widths, depths, per_step):
+        self.widths, self.depths, self.per_step = widths, depths, per_step
+        self.all = [(w, 1.0) for w in widths] + [(w, d) for d in depths if d < 1.0 for w in widths]
+
+    def name(self, width, depth):
+        return str(width) if self.depths == [1.0] else f"{width}_{depth}"
+
+    def dir(self, output_dir, width, depth):
+        return os.path.join(output_dir, f"model_{self.name(width, depth)}")
+
+    def this_step(self):
+        """All pairs; or, with --pairs_per_step N, the largest, the smallest and N-2 others drawn from Paddle's
+        generator (which the trainer seeds per step, so --resume draws the same)."""
+        if not self.per_step or self.per_step >= len(self.all):
+            return self.all
+        import paddle
+
+        largest, smallest = (max(self.widths), 1.0), (min(self.widths), min(self.depths))
+        others = [p for p in self.all if p not in (largest, smallest)]
+        drawn = paddle.randperm(len(others)).numpy()[:max(0, self.per_step - 2)]
+        return [largest] + [others[k] for k in sorted(drawn)] + [smallest]
 
 
-def distill_loss(student_out, teacher_out, mask, args):
-    """Soft cross-entropy on the characters' logits plus MSE on every hidden state (embeddings included)."""
+def distill_loss(student_out, teacher_out, mask, args, kept):
+    """Soft cross-entropy on the characters' logits plus MSE on the hidden states: the student's embeddings and
+    each of its layers against the teacher's embeddings and the same layers (``kept``: the teacher layers the
+    student's depth keeps)."""
     import paddle
     import paddle.nn.functional as F
 
@@ -53,17 +88,18 @@ def distill_loss(student_out, teacher_out, mask, args):
 
     s_logits, t_logits = take(student_out.logits), take(teacher_out.logits)
     logit_loss = paddle.mean(paddle.sum(-F.softmax(t_logits, axis=-1) * F.log_softmax(s_logits, axis=-1), axis=-1))
-    rep_losses = [F.mse_loss(take(s), take(t)) for s, t in zip(student_out.hidden_states, teacher_out.hidden_states)]
+    teacher_states = [teacher_out.hidden_states[0]] + [teacher_out.hidden_states[k + 1] for k in kept]
+    rep_losses = [F.mse_loss(take(s), take(t)) for s, t in zip(student_out.hidden_states, teacher_states)]
     rep_loss = paddle.add_n(rep_losses) / len(rep_losses)
     return args.lambda_logit * logit_loss + args.lambda_rep * rep_loss, float(logit_loss), float(rep_loss)
 
 
 class Distillation:
-    """One training step of the supernet: the teacher once, then every width (widest first), each with
-    :func:`distill_loss`; gradients accumulate over the widths and the trainer steps once."""
+    """One training step of the supernet: the teacher once, then each (width, depth) pair of the step, each with
+    :func:`distill_loss`; gradients accumulate over the pairs and the trainer steps once."""
 
-    def __init__(self, teacher, ofa_model, widths, args, world_size):
-        self.teacher, self.ofa_model, self.widths, self.args = teacher, ofa_model, widths, args
+    def __init__(self, teacher, ofa_model, pairs, args, world_size):
+        self.teacher, self.ofa_model, self.pairs, self.args = teacher, ofa_model, pairs, args
         self.data_parallel = world_size > 1
 
     def forward_backward(self, input_ids, labels):
@@ -74,55 +110,73 @@ class Distillation:
         with paddle.no_grad():
             teacher_out = self.teacher(input_ids, output_hidden_states=True, return_dict=True)
         totals = {"loss": 0.0, "logit": 0.0, "rep": 0.0}
-        for i, width in enumerate(self.widths):
+        step_pairs = self.pairs.this_step()
+        for i, (width, depth) in enumerate(step_pairs):
             supernet.set_supernet_width(self.ofa_model, width)
-            # data-parallel: accumulate locally, all-reduce once, with the last width's backward
-            skip_allreduce = self.data_parallel and i < len(self.widths) - 1
+            # data-parallel: accumulate locally, all-reduce once, with the last pair's backward
+            skip_allreduce = self.data_parallel and i < len(step_pairs) - 1
             with self.ofa_model.model.no_sync() if skip_allreduce else contextlib.nullcontext():
-                student_out = self.ofa_model(input_ids, output_hidden_states=True, return_dict=True)
-                loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, self.args)
+                with supernet.at_depth(self.ofa_model, depth) as kept:
+                    student_out = self.ofa_model(input_ids, output_hidden_states=True, return_dict=True)
+                loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, self.args, kept)
                 loss.backward()
             for key, value in (("loss", float(loss)), ("logit", logit_loss), ("rep", rep_loss)):
-                totals[key] += value / len(self.widths)
+                totals[key] += value / len(step_pairs)
         return totals
 
 
-class BestPerWidth:
-    """Scores every width on dev and keeps, for each, the supernet weights that were best *for that width* in
-    OUTPUT_DIR/model_<width>/; ``progress`` (best F1 and step per width, the learning curve) is what a checkpoint
-    saves and --resume restores."""
+def logits_at(ofa_model, width, depth):
+    """The supernet at (width, depth) as numpy in -> logits out."""
+    run = backends.dynamic_logits_fn(ofa_model)
 
-    def __init__(self, args, ofa_model, widths, config, tokenizer, encoder, data, scalars):
-        self.args, self.ofa_model, self.widths, self.config = args, ofa_model, widths, config
+    def at(input_ids):
+        supernet.set_supernet_width(ofa_model, width)
+        with supernet.at_depth(ofa_model, depth):
+            return run(input_ids)
+
+    return at
+
+
+class BestPerPair:
+    """Scores every (width, depth) pair on dev and keeps, for each, the supernet weights that were best *for that
+    pair* in OUTPUT_DIR/model_<name>/; ``progress`` (best F1 and step per pair, the learning curve) is what a
+    checkpoint saves and --resume restores."""
+
+    def __init__(self, args, ofa_model, pairs, config, tokenizer, encoder, data, scalars):
+        self.args, self.ofa_model, self.pairs, self.config = args, ofa_model, pairs, config
         self.tokenizer, self.encoder, self.data, self.scalars = tokenizer, encoder, data, scalars
-        self.progress = {"best": {str(w): {"f1": -1.0, "step": None} for w in widths}, "curve": []}
+        self.progress = {"best": {pairs.name(*p): {"f1": -1.0, "step": None} for p in pairs.all}, "curve": []}
 
     def evaluate_and_keep_best(self, step, epoch):
         self.ofa_model.model.eval()
         dev_point = {"step": step, "epoch": round(epoch, 3)}
-        for width in self.widths:
-            supernet.set_supernet_width(self.ofa_model, width)
-            scores = utils.evaluate(backends.dynamic_logits_fn(self.ofa_model), self.data["dev"], self.encoder,
+        for width, depth in self.pairs.all:
+            name = self.pairs.name(width, depth)
+            scores = utils.evaluate(logits_at(self.ofa_model, width, depth), self.data["dev"], self.encoder,
                                     self.data["labels"], self.args.max_seq_length, self.args.batch_size)
-            dev_point[str(width)] = scores["f1"]
-            self.scalars.add(f"dev/f1_width_{width}", scores["f1"], step)
-            if scores["f1"] > self.progress["best"][str(width)]["f1"]:
-                self.progress["best"][str(width)] = {"f1": scores["f1"], "step": step}
-                self._save(width, {"width_mult": width, "step": step, "epoch": round(epoch, 3), "dev": scores})
+            dev_point[name] = scores["f1"]
+            self.scalars.add(f"dev/f1_width_{name}", scores["f1"], step)
+            if scores["f1"] > self.progress["best"][name]["f1"]:
+                self.progress["best"][name] = {"f1": scores["f1"], "step": step}
+                self._save(width, depth, {"width_mult": width, "depth_mult": depth, "step": step,
+                                          "epoch": round(epoch, 3), "dev": scores})
         self.progress["curve"].append(dev_point)
         self.ofa_model.model.train()
         logger.info("dev step %d epoch %.2f | F1 %s", step, epoch, " ".join(
-            f"w{w}={dev_point[str(w)]:.4f}{'*' if self.progress['best'][str(w)]['step'] == step else ''}"
-            for w in self.widths))
+            f"w{name}={dev_point[name]:.4f}{'*' if self.progress['best'][name]['step'] == step else ''}"
+            for name in (self.pairs.name(*p) for p in self.pairs.all)))
 
-    def _save(self, width, metrics):
-        """Replace model_<width>/. Whatever an export put inside it (the original layout: dynamic_model/,
+    def _save(self, width, depth, metrics):
+        """Replace model_<name>/. Whatever an export put inside it (the original layout: dynamic_model/,
         static_model.*) was cut from the weights being replaced: it is moved to OUTPUT_DIR/replaced_exports/,
         with a warning, rather than deleted or left beside weights it no longer matches."""
         model_info = {"kind": "supernet", "labels": self.data["labels"], "max_seq_length": self.args.max_seq_length,
-                      "width_mult_list": self.widths, "width_mult": width, "teacher": self.args.model_name_or_path}
-        path = width_dir(self.args.output_dir, width)
-        aside = os.path.join(self.args.output_dir, "replaced_exports", f"model_{width}.{time.strftime('%Y%m%d-%H%M%S')}")
+                      "width_mult_list": self.pairs.widths, "width_mult": width,
+                      "depth_mult_list": self.pairs.depths, "depth_mult": depth,
+                      "teacher": self.args.model_name_or_path}
+        path = self.pairs.dir(self.args.output_dir, width, depth)
+        aside = os.path.join(self.args.output_dir, "replaced_exports",
+                             f"{os.path.basename(path)}.{time.strftime('%Y%m%d-%H%M%S')}")
         moved = model_io.save_model_dir(path, self.config, supernet.supernet_state_dict(self.ofa_model),
                                         self.tokenizer, model_info, metrics, cli.args_to_dict(self.args),
                                         set_aside=aside)
@@ -134,6 +188,10 @@ class BestPerWidth:
 def main(args):
     started = time.time()
     widths = supernet.validate_width_list(args.width_mult_list)
+    depths = supernet.validate_width_list(args.depth_mult_list, "--depth_mult_list", "depth")
+    if args.pairs_per_step < 0 or args.pairs_per_step == 1:
+        raise cli.UserError(f"--pairs_per_step must be 0 (every pair) or at least 2, got {args.pairs_per_step}")
+    pairs = Pairs(widths, depths, args.pairs_per_step)
     rank, world_size, versions = cli.start_training_process(args)
     teacher, tokenizer, teacher_info = model_io.load_model_dir(args.model_name_or_path, ["teacher"])
     student, _, _ = model_io.load_model_dir(args.model_name_or_path, ["teacher"])
@@ -144,11 +202,11 @@ def main(args):
     utils.check_same_dev_split(utils.teacher_dev_split(args.model_name_or_path, teacher_info), data["dev_split"])
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
-        training.check_free_space(args.output_dir, model_io.count_parameters(teacher), copies=4 + len(widths))
+        training.check_free_space(args.output_dir, model_io.count_parameters(teacher), copies=4 + len(pairs.all))
     scalars = training.start_run_record(args, versions, rank)
     encoder = utils.CharEncoder(tokenizer)
-    logger.info("teacher: %s | %d parameters | widths %s", args.model_name_or_path,
-                model_io.count_parameters(teacher), " ".join(map(str, widths)))
+    logger.info("teacher: %s | %d parameters | widths %s | depths %s", args.model_name_or_path,
+                model_io.count_parameters(teacher), " ".join(map(str, widths)), " ".join(map(str, depths)))
     logger.info("data: %s", utils.describe_splits(data, args.data_dir))
     logger.info("run: %s", cli.describe_run(args, world_size, versions))
 
@@ -159,30 +217,35 @@ def main(args):
         reorder_by_importance(student, data["dev"], encoder, label_list, args)
 
     # 2. the supernet, and the run that distils it
-    ofa_model = supernet.build_supernet(student, widths, data_parallel=world_size > 1)
+    ofa_model = supernet.build_supernet(student, widths, data_parallel=world_size > 1,
+                                        unused_parameters=len(depths) > 1)
     for width in widths:
         heads, neurons = supernet.set_supernet_width(ofa_model, width)
         logger.info("width %s keeps %d/%d heads and %d/%d FFN neurons per layer", width, heads,
                     config.num_attention_heads, neurons, config.intermediate_size)
+    for depth in depths:
+        logger.info("depth %s keeps layers %s of %d", depth, supernet.kept_layers(depth, config.num_hidden_layers),
+                    config.num_hidden_layers)
     teacher.eval()
     label_to_id = {label: i for i, label in enumerate(label_list)}
     features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
     trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size, scalars)
-    training.recover_run_outputs(args.output_dir, [os.path.basename(width_dir("", w)) for w in widths], rank,
+    training.recover_run_outputs(args.output_dir, [os.path.basename(pairs.dir("", *p)) for p in pairs.all], rank,
                                  world_size)
-    best = BestPerWidth(args, ofa_model, widths, config, tokenizer, encoder, data, scalars)
-    distillation = Distillation(teacher, ofa_model, widths, args, world_size)
+    best = BestPerPair(args, ofa_model, pairs, config, tokenizer, encoder, data, scalars)
+    distillation = Distillation(teacher, ofa_model, pairs, args, world_size)
 
-    # 3. train, scoring every width on dev and keeping each one's best every --save_steps
+    # 3. train, scoring every (width, depth) on dev and keeping each one's best every --save_steps
     ofa_model.model.train()
     trainer.run(distillation.forward_backward, best.evaluate_and_keep_best, best.progress)
 
-    # 4. each width's best, scored once on test
+    # 4. each pair's best, scored once on test
     summary = {"teacher": args.model_name_or_path, "widths": {}, "curve": best.progress["curve"]}
     if rank == 0:
-        for width in widths:
-            summary["widths"][str(width)] = score_width_on_test(ofa_model, width, best.progress["best"][str(width)],
-                                                                data, encoder, args)
+        for width, depth in pairs.all:
+            name = pairs.name(width, depth)
+            summary["widths"][name] = score_on_test(ofa_model, pairs, width, depth, best.progress["best"][name],
+                                                    data, encoder, args)
         summary["seconds"] = round(time.time() - started, 1)
         model_io.write_json(os.path.join(args.output_dir, "summary.json"), summary)
         logger.info("summary: %s", os.path.join(args.output_dir, "summary.json"))
@@ -204,22 +267,22 @@ def reorder_by_importance(student, dev, encoder, label_list, args):
                 len(dev_batches), np.argsort(-head_importance[0], kind="stable").tolist())
 
 
-def score_width_on_test(ofa_model, width, best, data, encoder, args):
-    """Load the weights kept for ``width``, run the supernet at that width on test, add the scores to that
-    directory's metrics.json; returns the width's summary row."""
+def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args):
+    """Load the weights kept for (width, depth), run the supernet there on test, add the scores to that
+    directory's metrics.json; returns the pair's summary row."""
     import paddle
 
-    path = width_dir(args.output_dir, width)
+    path = pairs.dir(args.output_dir, width, depth)
     supernet.load_supernet_weights(ofa_model, paddle.load(os.path.join(path, model_io.WEIGHTS_NAME)))
-    supernet.set_supernet_width(ofa_model, width)
     ofa_model.model.eval()
-    test = utils.evaluate(backends.dynamic_logits_fn(ofa_model), data["test"], encoder, data["labels"],
+    test = utils.evaluate(logits_at(ofa_model, width, depth), data["test"], encoder, data["labels"],
                           args.max_seq_length, args.batch_size)
     metrics = model_io.read_json(os.path.join(path, "metrics.json"))
     model_io.write_json(os.path.join(path, "metrics.json"), dict(metrics, test=test))
-    logger.info("width %s: best dev F1 %.4f (step %d) | test P %.4f R %.4f F1 %.4f | %s", width, best["f1"],
-                best["step"], test["precision"], test["recall"], test["f1"], path)
-    return {"best_step": best["step"], "dev_f1": best["f1"], "test_precision": test["precision"],
+    logger.info("width %s depth %s: best dev F1 %.4f (step %d) | test P %.4f R %.4f F1 %.4f | %s", width, depth,
+                best["f1"], best["step"], test["precision"], test["recall"], test["f1"], path)
+    return {"width": width, "depth": depth, "best_step": best["step"], "dev_f1": best["f1"],
+            "test_precision": test["precision"],
             "test_recall": test["recall"], "test_f1": test["f1"], "model_dir": path}
 
 

@@ -38,7 +38,8 @@ def load_inference_model(model_dir):
     model, tokenizer, model_info = load_model_dir(model_dir, ["teacher", "supernet", "sub_model"])
     if model_info["kind"] == "supernet":
         config = model.bert.config
-        model, _ = cut_sub_model(build_supernet(model, model_info["width_mult_list"]), config, model_info["width_mult"])
+        model, _ = cut_sub_model(build_supernet(model, model_info["width_mult_list"]), config,
+                                 model_info["width_mult"], model_info.get("depth_mult", 1.0))
     model.eval()
     return model, tokenizer, model_info
 

@@ -1,5 +1,7 @@
 """Width compression (DynaBERT / PaddleSlim OFA): head and neuron importance, reordering, conversion of the
 encoder into an OFA supernet, running it at a width, and cutting the sub-model of one width out of it."""
+import contextlib
+import math
 import re
 
 import numpy as np
@@ -65,20 +67,52 @@ def reorder_heads_neurons(model, head_importance, neuron_importance):
         take(layer.linear2.weight, n_order, 0)
 
 
-def validate_width_list(widths):
+def validate_width_list(widths, flag="--width_mult_list", what="width"):
     if not widths:
-        raise UserError("--width_mult_list is empty")
+        raise UserError(f"{flag} is empty")
     bad = [w for w in widths if not 0.0 < w <= 1.0]
     if bad:
-        raise UserError(f"--width_mult_list: widths must be in (0, 1], got {bad}")
+        raise UserError(f"{flag}: {what}s must be in (0, 1], got {bad}")
     if 1.0 not in widths:
-        raise UserError(f"--width_mult_list must contain 1.0 (the full width), got {widths}")
+        raise UserError(f"{flag} must contain 1.0 (the full {what}), got {widths}")
     if len(set(widths)) != len(widths):
-        raise UserError(f"--width_mult_list has duplicates: {widths}")
+        raise UserError(f"{flag} has duplicates: {widths}")
     return sorted(widths, reverse=True)
 
 
-def build_supernet(model, width_mult_list, data_parallel=False):
+def kept_layers(depth, num_layers):
+    """The encoder layers (0-based) a depth keeps -- one rule for training, distillation, export and prediction.
+
+    DynaBERT as in Paddle's scripts: for i = 1 .. round(depth * L), keep layer floor(i / depth) - 1. At depth 0.5
+    of 12 layers that is 1, 3, 5, 7, 9, 11: every other layer, *the last one included* -- the layer the
+    classifier was trained on top of stays, the input side thins out. (The DynaBERT paper's code drops every
+    other layer starting from the last instead.) Depth 1.0 keeps all."""
+    count = max(1, int(round(depth * num_layers)))
+    return [min(num_layers, int(math.floor(i / depth + 1e-6))) - 1 for i in range(1, count + 1)]
+
+
+@contextlib.contextmanager
+def at_depth(model, depth):
+    """Run ``model`` (a BERT token classifier, an OFA supernet or a DataParallel of either) through only the
+    layers :func:`kept_layers` keeps: its encoder's layer list is swapped for the kept layers (the same layer
+    objects) for the duration, then put back. Yields the kept indices. Nothing is patched: PaddleNLP's encoder
+    forward simply iterates the list it is given."""
+    import paddle.nn as nn
+
+    encoder = unwrap(getattr(model, "model", model)).bert.encoder
+    full = encoder.layers
+    kept = kept_layers(depth, len(full))
+    if len(kept) == len(full):
+        yield kept
+        return
+    encoder.layers = nn.LayerList([full[i] for i in kept])
+    try:
+        yield kept
+    finally:
+        encoder.layers = full
+
+
+def build_supernet(model, width_mult_list, data_parallel=False, unused_parameters=False):
     """Convert a (reordered) BERT token classifier into a PaddleSlim OFA width supernet, keeping its weights.
 
     The encoder's Linear/LayerNorm layers become PaddleSlim super layers (in place); the returned ``OFA``
@@ -100,10 +134,11 @@ def build_supernet(model, width_mult_list, data_parallel=False):
     if data_parallel:  # after Convert, so that DataParallel all-reduces the super layers' parameters
         import paddle
 
-        model = paddle.DataParallel(model)
+        model = paddle.DataParallel(model, find_unused_parameters=unused_parameters)  # skipped layers at depth < 1
     return OFA(model)
 
 
+_LAYER_NAME = re.compile(r"^(.*encoder\.layers\.)(\d+)(\..*)$")
 _ELASTIC_ATTN = re.compile(r"encoder\.layers\.\d+\.self_attn\.[qkv]_proj$")
 
 
@@ -145,10 +180,11 @@ def load_supernet_weights(ofa_model, state_dict):
     set_state_dict(model, state_dict)
 
 
-def cut_sub_model(ofa_model, config, width):
-    """The plain (pruned) BERT of ``width``: PaddleSlim records the slice each super layer used at that
-    width (``cur_config['prune_dim']``); those slices of the supernet's weights fill a BERT whose q/k/v/out
-    and FFN Linears are built at the kept size. Returns (model, sub_config)."""
+def cut_sub_model(ofa_model, config, width, depth=1.0):
+    """The plain (pruned) BERT of ``width`` and ``depth``: PaddleSlim records the slice each super layer used at
+    that width (``cur_config['prune_dim']``); those slices of the supernet's weights fill a BERT whose q/k/v/out
+    and FFN Linears are built at the kept size, with only the :func:`kept_layers` of ``depth`` (renumbered 0..).
+    Returns (model, sub_config)."""
     import copy
 
     import paddle
@@ -160,12 +196,20 @@ def cut_sub_model(ofa_model, config, width):
     pruned, _ = ofa_model._get_model_pruned_weight()
     state = {k: v.numpy() for k, v in supernet_state_dict(ofa_model).items()}
     state.update({name.replace(".fn.", "."): value for name, value in pruned.items()})
+    kept = kept_layers(depth, config.num_hidden_layers)
     sub_config = copy.deepcopy(config)
-    sub_config.ofa_sub_model = {"width_mult": width, "num_heads": heads, "intermediate_size": neurons}
+    sub_config.num_hidden_layers = len(kept)
+    sub_config.ofa_sub_model = {"width_mult": width, "num_heads": heads, "intermediate_size": neurons,
+                                "depth_mult": depth, "kept_layers": kept}
     sub_model = build_token_classifier(sub_config)
-    sub_model.set_state_dict({k: paddle.to_tensor(state[k]) for k in sub_model.state_dict()})
+
+    def source(name):  # sub-model layer j is the supernet's layer kept[j]
+        match = _LAYER_NAME.match(name)
+        return f"{match.group(1)}{kept[int(match.group(2))]}{match.group(3)}" if match else name
+
+    sub_model.set_state_dict({k: paddle.to_tensor(state[source(k)]) for k in sub_model.state_dict()})
     for name, param in sub_model.state_dict().items():
-        if list(param.shape) != list(state[name].shape):
-            raise RuntimeError(f"cut sub-model: {name} {param.shape} vs {state[name].shape}")
+        if list(param.shape) != list(state[source(name)].shape):
+            raise RuntimeError(f"cut sub-model: {name} {param.shape} vs {state[source(name)].shape}")
     sub_model.eval()
     return sub_model, sub_config

@@ -1,5 +1,6 @@
 """Width supernet: reordering keeps the function, widths cut whole heads/neurons, exported shapes and parity."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -108,3 +109,51 @@ def test_static_export_parity(tmp_path):
     static = backends.static_logits_fn(prefix, mkldnn=True)
     np.testing.assert_allclose(static(ids), expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(static(ids2), expected2, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers, depth, kept", [
+    (12, 1.0, list(range(12))), (12, 0.5, [1, 3, 5, 7, 9, 11]), (12, 0.75, [0, 1, 3, 4, 5, 7, 8, 9, 11]),
+    (12, 0.25, [3, 7, 11]), (4, 0.5, [1, 3]), (2, 0.5, [1]), (3, 0.5, [1, 2]), (1, 0.5, [0]),
+])
+def test_kept_layers(layers, depth, kept):
+    assert supernet.kept_layers(depth, layers) == kept
+
+
+def test_depth_half_supernet_equals_a_model_of_the_kept_layers():
+    """The supernet run at depth 0.5 computes what a BERT built from the kept layers alone computes, and the cut
+    sub-model at (width, depth) what the supernet computes there."""
+    from paddlenlp.transformers import BertForTokenClassification
+
+    model = tiny_model(num_layers=4)
+    full_state = {k: v.numpy() for k, v in model.state_dict().items()}
+    ids = batch()
+    config = model.bert.config
+    kept = supernet.kept_layers(0.5, 4)
+    assert kept == [1, 3]
+    small_config = type(config)(**{**config.to_dict(), "num_hidden_layers": 2})
+    small = BertForTokenClassification(small_config)
+
+    def renumbered(name):  # small's layer j is the full model's layer kept[j]
+        match = re.match(r"(.*layers\.)(\d+)(\..*)", name)
+        return f"{match.group(1)}{kept[int(match.group(2))]}{match.group(3)}" if match else name
+
+    small.set_state_dict({k: full_state[renumbered(k)] for k in small.state_dict()})
+    small.eval()
+    ofa = supernet.build_supernet(model, WIDTHS)
+    supernet.set_supernet_width(ofa, 1.0)
+    with supernet.at_depth(ofa, 0.5):
+        at_depth = logits(ofa, ids)
+    np.testing.assert_allclose(at_depth, logits(small, ids), rtol=0, atol=1e-5)
+    assert len(utils_layers(ofa)) == 4  # put back
+    assert not np.allclose(logits(ofa, ids), at_depth, atol=1e-4)
+    for width in (1.0, 0.5):
+        supernet.set_supernet_width(ofa, width)
+        with supernet.at_depth(ofa, 0.5):
+            expected = logits(ofa, ids)
+        sub, sub_config = supernet.cut_sub_model(ofa, config, width, depth=0.5)
+        assert sub_config.num_hidden_layers == 2 and sub_config.ofa_sub_model["kept_layers"] == [1, 3]
+        np.testing.assert_allclose(logits(sub, ids), expected, rtol=0, atol=1e-5)
+
+
+def utils_layers(ofa):
+    return model_io.encoder_layers(ofa.model)

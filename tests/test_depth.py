@@ -1,0 +1,92 @@
+"""Depth and width (DynaBERT): stage 2 over (width, depth) pairs, export and predict at a depth."""
+import os
+
+import numpy as np
+from conftest import ofa_args
+
+import export_model_msra_ner_ofa as export_stage
+import predict
+import run_msra_ner_ofa
+import utils
+from ner_ofa import backends, model_io, supernet
+
+
+def test_width_and_depth_pairs_train_export_and_predict(trained, tmp_path):
+    out = tmp_path / "o"
+    summary = run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["teacher"], str(out), "--max_steps", "4",
+                                             "--save_steps", "2", "--depth_mult_list", "1.0", "0.5"))
+    assert sorted(summary["widths"]) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
+    assert {(r["width"], r["depth"]) for r in summary["widths"].values()} == {(1.0, 1.0), (0.5, 1.0), (1.0, 0.5),
+                                                                              (0.5, 0.5)}
+    source = out / "model_0.5_0.5"
+    info = model_io.read_json(str(source / "model_info.json"))
+    assert (info["width_mult"], info["depth_mult"], info["depth_mult_list"]) == (0.5, 0.5, [1.0, 0.5])
+
+    exported = export_stage.main(export_stage.parse_args([
+        "--model_name_or_path", str(source), "--width_mult", "0.5", "--depth_mult", "0.5", "--max_seq_length", "48",
+        "--sub_model_output_dir", str(tmp_path / "e" / "sub"), "--static_sub_model", str(tmp_path / "e" / "s" / "m"),
+        "--device", "cpu"]))
+    assert exported["parity_max_abs_diff"] <= 1e-4 and exported["dygraph_max_abs_diff"] <= 1e-4
+    sub_info = model_io.read_json(str(tmp_path / "e" / "sub" / "model_info.json"))
+    assert sub_info["num_layers"] == 1 and sub_info["kept_layers"] == [1] and sub_info["num_heads"] == 2
+    assert model_io.read_json(str(tmp_path / "e" / "sub" / "config.json"))["num_hidden_layers"] == 1
+
+    # the exported sub-model scores on test what stage 2 reported for that pair
+    sub, tokenizer, _ = model_io.load_model_dir(str(tmp_path / "e" / "sub"), ["sub_model"])
+    sub.eval()
+    test = utils.read_ner_file(os.path.join(trained["data_dir"], "test.tsv"))
+    scores = utils.evaluate(backends.dynamic_logits_fn(sub), test, utils.CharEncoder(tokenizer), info["labels"], 48, 16)
+    assert scores["f1"] == summary["widths"]["0.5_0.5"]["test_f1"]
+    # the supernet dir run at its (width, depth), its exported dygraph and static models: the same labels
+    text = "三月五日，王伟在北京的人民银行会见了李娜。" * 3
+    outputs = [predict.main(predict.parse_args(["--model_dir", d, "--text", text]))
+               for d in (str(source), str(tmp_path / "e" / "sub"), str(tmp_path / "e" / "s"))]
+    assert outputs[0] == outputs[1] == outputs[2]
+    ids = np.array([[2, 7, 8, 9, 10, 3]], dtype="int64")
+    static_fn, _, _ = backends.load_static_export(str(tmp_path / "e" / "s"))
+    full, _, _ = model_io.load_model_dir(str(source), ["supernet"])
+    full.eval()
+    assert np.abs(static_fn(ids) - backends.dynamic_logits_fn(full)(ids)).max() > 1e-3  # not the full model
+
+
+def test_pairs_per_step_draws_largest_smallest_and_others(monkeypatch):
+    import paddle
+
+    pairs = run_msra_ner_ofa.Pairs([1.0, 0.75, 0.5], [1.0, 0.5], per_step=3)
+    assert len(pairs.all) == 6 and pairs.all[0] == (1.0, 1.0) and pairs.all[-1] == (0.5, 0.5)
+    paddle.seed(3)
+    first = pairs.this_step()
+    paddle.seed(3)
+    assert pairs.this_step() == first  # what the trainer's per-step seed makes repeatable
+    assert len(first) == 3 and first[0] == (1.0, 1.0) and first[-1] == (0.5, 0.5)
+    assert run_msra_ner_ofa.Pairs([1.0, 0.5], [1.0], per_step=0).this_step() == [(1.0, 1.0), (0.5, 1.0)]
+    assert supernet.kept_layers(0.5, 2) == [1]
+
+
+def test_depth_list_must_hold_full_depth(trained, tmp_path):
+    import pytest
+
+    from ner_ofa import cli
+
+    with pytest.raises(cli.UserError, match=r"--depth_mult_list must contain 1.0 \(the full depth\)"):
+        run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["teacher"], str(tmp_path / "o"),
+                                       "--depth_mult_list", "0.5"))
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_benchmark_rows_for_width_times_depth(tiny_demo, tmp_path):
+    import benchmark
+
+    bench = tmp_path / "bench.txt"
+    bench.write_text("三月五日，王伟在北京的人民银行会见了李娜。\n李娜去了上海。\n", encoding="utf-8")
+    result = benchmark.main(benchmark.parse_args([
+        "--bert_dir", tiny_demo["model_dir"], "--bench_file", str(bench), "--work_dir", str(tmp_path / "w"),
+        "--widths", "1.0", "0.5", "--depths", "1.0", "0.5", "--repeats", "1", "--max_seq_length", "48",
+        "--lac_data_file", str(tmp_path / "none.tsv"), "--output", str(tmp_path / "r.json")]))
+    rows = {(r["name"]): r for r in result["rows"]}
+    assert (rows["width 0.5 depth 0.5, Paddle Inference"]["width"], rows["width 0.5 depth 0.5, Paddle Inference"]["depth"]) \
+        == (0.5, 0.5)
+    assert rows["width 0.5 depth 0.5, ONNX Runtime INT8"]["precision"] == "int8"
+    assert all("depth" in r and r["seconds"] > 0 for r in result["rows"])
+    static_dir = tmp_path / "w" / "width_0.5_depth_0.5" / "static"
+    assert model_io.read_json(str(static_dir / "model_info.json"))["num_layers"] == 1
