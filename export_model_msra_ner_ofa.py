@@ -29,8 +29,9 @@ def parse_args(argv=None):
     parser.add_argument("--model_type", default="bert", choices=["bert"], help="model family")
     parser.add_argument("--model_name_or_path", required=True,
                         help="a supernet directory: run_msra_ner_ofa.py's OUTPUT_DIR/model_<width>")
-    parser.add_argument("--max_seq_length", type=int, default=128,
-                        help="window length used for the parity check (the static graph takes any length)")
+    parser.add_argument("--max_seq_length", type=int, default=None,
+                        help="window length recorded for predict.py and used by the parity check (default: the "
+                             "supernet's, from its model_info.json; the static graph takes any length)")
     parser.add_argument("--sub_model_output_dir", required=True, help="where the pruned dygraph sub-model goes")
     parser.add_argument("--static_sub_model", default=None,
                         help="path prefix of the static model (PREFIX.json/.pdiparams); 'None' or unset: skip")
@@ -77,7 +78,8 @@ def main(args):
     cli.setup_logging()
     cli.check_versions()
     args.device = resolve_device(args)
-    cli.check_max_seq_length(args.max_seq_length)
+    if args.max_seq_length is not None:
+        cli.check_max_seq_length(args.max_seq_length)
     static_prefix = None if args.static_sub_model in (None, "None", "none", "") else args.static_sub_model
     check_outputs(args, static_prefix)
     cli.set_device(args.device)
@@ -95,6 +97,7 @@ def main(args):
         logger.warning("%s holds the weights that were best for width %s depth %s; cutting width %s depth %s from "
                        "them", args.model_name_or_path, *kept_for, args.width_mult, args.depth_mult)
     config = supernet_model.bert.config
+    args.max_seq_length = args.max_seq_length or supernet_info.get("max_seq_length", 128)
     cli.check_max_seq_length(args.max_seq_length, config)
     full_params = model_io.count_parameters(supernet_model)
     ofa_model = supernet.build_supernet(supernet_model, widths)
@@ -114,6 +117,7 @@ def main(args):
                 "width_mult": args.width_mult, "depth_mult": args.depth_mult, "num_heads": kept["num_heads"],
                 "intermediate_size": kept["intermediate_size"], "num_layers": len(kept["kept_layers"]),
                 "kept_layers": kept["kept_layers"], "parameters": sub_params,
+                "max_position_embeddings": config.max_position_embeddings,
                 "supernet": args.model_name_or_path}
     model_io.save_model_dir(args.sub_model_output_dir, sub_config, sub_model.state_dict(), tokenizer, sub_info,
                             args=cli.args_to_dict(args))

@@ -96,7 +96,7 @@ def main(args):
         raise UserError(f"--batch_size must be positive, got {args.batch_size}")
     logits_fn, tokenizer, model_info = load_predictor(args.model_dir, args.device, args.threads, args.backend, args.precision)
     max_seq_length = args.max_seq_length or model_info.get("max_seq_length", 128)
-    cli.check_max_seq_length(max_seq_length)
+    cli.check_max_seq_length(max_seq_length, model_info)
     texts = read_texts(args)
     if not texts:
         raise UserError(f"{args.input_file or 'standard input'}: no text to label (empty input)")

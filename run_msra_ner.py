@@ -101,6 +101,7 @@ def main(args):
         result.update(test=test, seconds=round(time.time() - started, 1))
         model_io.write_json(os.path.join(args.output_dir, "metrics.json"), result)
         logger.info("best model: %s | metrics: %s", best.path, os.path.join(args.output_dir, "metrics.json"))
+    training.end_run_record()
     cli.barrier(world_size)
     return result
 

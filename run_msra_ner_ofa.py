@@ -61,16 +61,14 @@ class Pairs:
     def dir(self, output_dir, width, depth):
         return os.path.join(output_dir, f"model_{self.name(width, depth)}")
 
-    def this_step(self):
-        """All pairs; or, with --pairs_per_step N, the largest, the smallest and N-2 others drawn from Paddle's
-        generator (which the trainer seeds per step, so --resume draws the same)."""
+    def this_step(self, seed, step):
+        """All pairs; or, with --pairs_per_step N, the largest, the smallest and N-2 others drawn from a generator
+        seeded by (seed, step) -- the same on every data-parallel rank, and again after --resume."""
         if not self.per_step or self.per_step >= len(self.all):
             return self.all
-        import paddle
-
         largest, smallest = (max(self.widths), 1.0), (min(self.widths), min(self.depths))
         others = [p for p in self.all if p not in (largest, smallest)]
-        drawn = paddle.randperm(len(others)).numpy()[:max(0, self.per_step - 2)]
+        drawn = np.random.RandomState((seed * 1000003 + step) % 2**32).permutation(len(others))[:max(0, self.per_step - 2)]
         return [largest] + [others[k] for k in sorted(drawn)] + [smallest]
 
 
@@ -98,9 +96,10 @@ class Distillation:
     """One training step of the supernet: the teacher once, then each (width, depth) pair of the step, each with
     :func:`distill_loss`; gradients accumulate over the pairs and the trainer steps once."""
 
-    def __init__(self, teacher, ofa_model, pairs, args, world_size):
+    def __init__(self, teacher, ofa_model, pairs, args, world_size, trainer):
         self.teacher, self.ofa_model, self.pairs, self.args = teacher, ofa_model, pairs, args
         self.data_parallel = world_size > 1
+        self.trainer = trainer  # whose current step seeds the draw of --pairs_per_step
 
     def forward_backward(self, input_ids, labels):
         import paddle
@@ -110,7 +109,7 @@ class Distillation:
         with paddle.no_grad():
             teacher_out = self.teacher(input_ids, output_hidden_states=True, return_dict=True)
         totals = {"loss": 0.0, "logit": 0.0, "rep": 0.0}
-        step_pairs = self.pairs.this_step()
+        step_pairs = self.pairs.this_step(self.args.seed, self.trainer.step)
         for i, (width, depth) in enumerate(step_pairs):
             supernet.set_supernet_width(self.ofa_model, width)
             # data-parallel: accumulate locally, all-reduce once, with the last pair's backward
@@ -233,7 +232,7 @@ def main(args):
     training.recover_run_outputs(args.output_dir, [os.path.basename(pairs.dir("", *p)) for p in pairs.all], rank,
                                  world_size)
     best = BestPerPair(args, ofa_model, pairs, config, tokenizer, encoder, data, scalars)
-    distillation = Distillation(teacher, ofa_model, pairs, args, world_size)
+    distillation = Distillation(teacher, ofa_model, pairs, args, world_size, trainer)
 
     # 3. train, scoring every (width, depth) on dev and keeping each one's best every --save_steps
     ofa_model.model.train()
@@ -249,6 +248,7 @@ def main(args):
         summary["seconds"] = round(time.time() - started, 1)
         model_io.write_json(os.path.join(args.output_dir, "summary.json"), summary)
         logger.info("summary: %s", os.path.join(args.output_dir, "summary.json"))
+    training.end_run_record()
     cli.barrier(world_size)
     return summary
 

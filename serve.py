@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import queue
+import sys
 import threading
 import time
 
@@ -57,11 +58,16 @@ class RequestError(Exception):
         self.status = status
 
 
+def body_limit(max_texts, max_text_chars):
+    """The most bytes a valid /predict body can take: every character escaped (\\uXXXX), plus room for the JSON."""
+    return max_texts * (max_text_chars * 6 + 8) + 1024
+
+
 def parse_request(body, max_texts, max_text_chars):
     """The texts of a /predict body, or RequestError(4xx, why)."""
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestError(400, "the body is not JSON (UTF-8)") from None
     if not isinstance(data, dict) or "texts" not in data:
         raise RequestError(422, 'expected a JSON object {"texts": [str, ...]}')
@@ -78,7 +84,26 @@ def parse_request(body, max_texts, max_text_chars):
     longest = max(len(t) for t in texts)
     if longest > max_text_chars:
         raise RequestError(413, f"a text of {longest} characters; at most {max_text_chars}")
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(422, "a text holds a lone surrogate (not Unicode text)") from None
     return texts
+
+
+async def read_body(request, limit):
+    """The request body, refused with 413 past ``limit`` bytes before it is all read."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"a body of {declared} bytes; at most {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"a body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class BatchingLabeller:
@@ -90,7 +115,7 @@ class BatchingLabeller:
                                                                        args.backend, args.precision)
         self.encoder, self.labels = utils.CharEncoder(tokenizer), model_info["labels"]
         self.max_seq_length = args.max_seq_length or model_info.get("max_seq_length", 128)
-        cli.check_max_seq_length(self.max_seq_length)
+        cli.check_max_seq_length(self.max_seq_length, model_info)
         self.batch_size, self.max_batch_texts = args.batch_size, args.max_batch_texts
         self.wait = args.batch_wait_ms / 1000.0
         self.model_info = model_info
@@ -125,12 +150,18 @@ class BatchingLabeller:
             except Exception as error:  # answer every waiting request; the thread goes on
                 logger.exception("labelling a batch of %d texts failed", len(texts))
                 for _, done in jobs:
-                    done(error)
+                    try:
+                        done(error)
+                    except Exception:
+                        logger.exception("could not hand back an error")
                 continue
             self.batches += 1
             start = 0
             for job_texts, done in jobs:
-                done(results[start:start + len(job_texts)])
+                try:  # one vanished client must not stop the thread that answers everyone
+                    done(results[start:start + len(job_texts)])
+                except Exception:
+                    logger.exception("could not hand back an answer")
                 start += len(job_texts)
 
 
@@ -151,7 +182,8 @@ def create_app(args):
     @app.post("/predict")
     async def predict_texts(request: Request):
         try:
-            texts = parse_request(await request.body(), args.max_texts, args.max_text_chars)
+            body = await read_body(request, body_limit(args.max_texts, args.max_text_chars))
+            texts = parse_request(body, args.max_texts, args.max_text_chars)
         except RequestError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
         loop = asyncio.get_running_loop()
@@ -168,9 +200,14 @@ def create_app(args):
 
 
 def app_from_env():
-    """The app of one worker process (--workers > 1): its flags come from the parent through the environment."""
+    """The app of one worker process (--workers > 1): its flags come from the parent through the environment.
+    A worker that cannot load the model exits with 3, which uvicorn takes as "do not restart"."""
     cli.setup_logging()
-    return create_app(argparse.Namespace(**json.loads(os.environ[CONFIG_ENV])))
+    try:
+        return create_app(argparse.Namespace(**json.loads(os.environ[CONFIG_ENV])))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(3)
 
 
 def main(args):
@@ -187,6 +224,7 @@ def main(args):
     if args.workers == 1:
         uvicorn.run(create_app(args), host=args.host, port=args.port, log_level="warning")
     else:
+        predict.load_predictor(args.model_dir, "cpu", 1, args.backend, args.precision)  # bad input: one line, here
         os.environ[CONFIG_ENV] = json.dumps(vars(args))
         uvicorn.run("serve:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
                     log_level="warning", app_dir=os.path.dirname(os.path.abspath(__file__)))

@@ -87,6 +87,11 @@ def write_static_info(prefix, tokenizer, model_info):
 def find_static(path):
     """(prefix, model_info) of a static export given as its directory, its PREFIX or PREFIX.json; None if ``path``
     is not one."""
+    if os.path.isdir(path):
+        model_info = read_model_info(path)
+        if model_info and model_info.get("kind") == "static":
+            return os.path.join(path, model_info["prefix"]), model_info
+        return None
     prefix = path[:-5] if path.endswith(".json") and not path.endswith(STATIC_INFO_SUFFIX) else path
     if os.path.isfile(prefix + ".json"):
         if os.path.isfile(static_info_path(prefix)):
@@ -96,9 +101,6 @@ def find_static(path):
             return prefix, model_info
         raise UserError(f"{prefix}.json: a static model without {os.path.basename(static_info_path(prefix))}; "
                         "re-export it with export_model_msra_ner_ofa.py")
-    model_info = read_model_info(path) if os.path.isdir(path) else None
-    if model_info and model_info.get("kind") == "static":
-        return os.path.join(path, model_info["prefix"]), model_info
     return None
 
 

@@ -168,6 +168,8 @@ def check_max_seq_length(max_seq_length, config=None):
     """A window holds [CLS], at least one character and [SEP], and no more tokens than the model has positions."""
     if max_seq_length < 3:
         raise UserError(f"--max_seq_length must be at least 3, got {max_seq_length}")
+    if isinstance(config, dict):  # a model_info.json that records it
+        config = argparse.Namespace(**config) if "max_position_embeddings" in config else None
     if config is not None and max_seq_length > config.max_position_embeddings:
         raise UserError(f"--max_seq_length {max_seq_length} exceeds the model's {config.max_position_embeddings} "
                         "positions")

@@ -84,11 +84,13 @@ def kept_layers(depth, num_layers):
     """The encoder layers (0-based) a depth keeps -- one rule for training, distillation, export and prediction.
 
     DynaBERT as in Paddle's scripts: for i = 1 .. round(depth * L), keep layer floor(i / depth) - 1. At depth 0.5
-    of 12 layers that is 1, 3, 5, 7, 9, 11: every other layer, *the last one included* -- the layer the
-    classifier was trained on top of stays, the input side thins out. (The DynaBERT paper's code drops every
-    other layer starting from the last instead.) Depth 1.0 keeps all."""
+    of 12 layers that is 1, 3, 5, 7, 9, 11: every other layer, the last one included -- the layer the classifier
+    was trained on top of stays, the input side thins out. The last layer is kept whenever round(depth * L) /
+    depth reaches L (0.25, 0.5, 2/3, 0.75 of 12 layers); at 0.7 of 12 it is not (0, 1, 3, 4, 6, 7, 9, 10). (The
+    DynaBERT paper's code drops every other layer counting from the last instead.) A depth typed with 4 decimals
+    (0.6667, 0.3333) counts as the fraction it stands for. Depth 1.0 keeps all."""
     count = max(1, int(round(depth * num_layers)))
-    return [min(num_layers, int(math.floor(i / depth + 1e-6))) - 1 for i in range(1, count + 1)]
+    return [min(num_layers, int(math.floor(i / depth + 1e-3))) - 1 for i in range(1, count + 1)]
 
 
 @contextlib.contextmanager

@@ -178,6 +178,7 @@ class Trainer:
         self.args, self.model, self.features, self.encoder = args, model, features, encoder
         self.rank, self.world_size = rank, world_size
         self.scalars = scalars or NoScalars()
+        self.step = 0  # the step being trained (what per-step draws that must agree across ranks are seeded by)
         self.sampler = make_batch_sampler([len(ids) for ids, _ in features], args.batch_size, args.seed)
         self.num_steps = total_steps(args, len(self.sampler))
         self.optimizer = make_optimizer(model, args, self.num_steps)
@@ -191,6 +192,7 @@ class Trainer:
         step = self._resume(progress) if getattr(args, "resume", False) else 0
         log = StepLog(self.num_steps, len(self.sampler), step, self.scalars)
         for step, input_ids, labels in self._batches(step):
+            self.step = step
             log.started()
             losses = forward_backward(input_ids, labels)
             self.optimizer.step()
@@ -321,6 +323,9 @@ class Scalars:
         self.writer.add_scalar(tag=tag, value=float(value), step=int(step))
         self.writer.flush()
 
+    def close(self):
+        self.writer.close()
+
 
 def start_run_record(args, versions, rank):
     """At the start of a run, once its inputs were checked: the full log also goes to OUTPUT_DIR/train.log
@@ -328,12 +333,31 @@ def start_run_record(args, versions, rank):
     OUTPUT_DIR/visualdl/. Rank 0 only; returns the scalars writer (a no-op on other ranks)."""
     import logging
 
+    end_run_record()
     if rank != 0:
         return NoScalars()
     handler = logging.FileHandler(os.path.join(args.output_dir, "train.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
     logging.getLogger().addHandler(handler)
+    _RUN_RECORD.append(handler)
     write_json(os.path.join(args.output_dir, "args.json"),
                {"args": {k: v for k, v in sorted(vars(args).items())}, "command": sys.argv, "versions": versions,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-    return Scalars(os.path.join(args.output_dir, "visualdl"))
+    scalars = Scalars(os.path.join(args.output_dir, "visualdl"))
+    _RUN_RECORD.append(scalars)
+    return scalars
+
+
+_RUN_RECORD = []  # what start_run_record opened: the train.log handler and the VisualDL writer
+
+
+def end_run_record():
+    """Close what :func:`start_run_record` opened (so later lines of the process do not land in this run's
+    train.log); called at the end of a stage, and at the start of the next one in case a run stopped early."""
+    import logging
+
+    while _RUN_RECORD:
+        item = _RUN_RECORD.pop()
+        if isinstance(item, logging.Handler):
+            logging.getLogger().removeHandler(item)
+        item.close()

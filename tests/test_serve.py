@@ -40,7 +40,7 @@ def server(trained, tmp_path_factory):
     static_dir = str(out / "static")
     port = free_port()
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "serve.py"), "--model_dir", static_dir, "--port",
-                             str(port), "--max_texts", "8", "--max_text_chars", "500", "--batch_wait_ms", "20"],
+                             str(port), "--max_texts", "8", "--max_text_chars", "500", "--batch_wait_ms", "100"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -75,6 +75,9 @@ def test_answers_equal_predict(server):
     (b'{"texts": ["a"], "extra": 1}', 422, "unknown field"),
     (json.dumps({"texts": ["长" * 501]}).encode(), 413, "at most 500"),
     (json.dumps({"texts": ["a"] * 9}).encode(), 413, "at most 8"),
+    (b"[" * 5000, 400, "not JSON"),  # nested past Python's recursion limit
+    (b'{"texts": ["\\ud800"]}', 422, "lone surrogate"),
+    (b'{"texts": ["a"]}' + b" " * 30000, 413, "bytes; at most"),  # refused before it is all read
 ])
 def test_bad_requests_get_4xx_and_the_server_goes_on(server, raw, status, message):
     got, data = request(server["port"], "POST", "/predict", raw=raw)

@@ -114,6 +114,7 @@ def test_static_export_parity(tmp_path):
 @pytest.mark.parametrize("layers, depth, kept", [
     (12, 1.0, list(range(12))), (12, 0.5, [1, 3, 5, 7, 9, 11]), (12, 0.75, [0, 1, 3, 4, 5, 7, 8, 9, 11]),
     (12, 0.25, [3, 7, 11]), (4, 0.5, [1, 3]), (2, 0.5, [1]), (3, 0.5, [1, 2]), (1, 0.5, [0]),
+    (12, 0.6667, [0, 2, 3, 5, 6, 8, 9, 11]), (12, 0.7, [0, 1, 3, 4, 6, 7, 9, 10]),
 ])
 def test_kept_layers(layers, depth, kept):
     assert supernet.kept_layers(depth, layers) == kept
