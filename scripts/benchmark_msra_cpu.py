@@ -124,6 +124,7 @@ def main(args):
         print(json.dumps(stats, indent=1))
         return stats
     started = time.time()
+    code_commit = git_commit()  # the code this run uses: read at its start, not after hours of other commits
     work = args.work_dir
     init_dir = os.path.join(work, "init")
     config = write_model_dir(args, init_dir)
@@ -228,7 +229,7 @@ def main(args):
                                                    "ofa_save_steps", "seed", "vocab", "width_mult_list",
                                                    "depth_mult_list", "pairs_per_step")},
         "decoding": "best valid BIO sequence (utils.constrained_decode) over per-character log-probabilities",
-        "code_commit": git_commit(),
+        "code_commit": code_commit,
         "teacher_steps": teacher_metrics["step"], "teacher_learning_curve": teacher["curve"],
         "ofa_learning_curve": summary["curve"], "stage_seconds": stage_seconds,
         "latency_workload": {"file": os.path.basename(args.bench_file), "characters": sum(len(t) for t in texts),
