@@ -125,8 +125,8 @@ def main(args):
     reloaded.eval()
     dygraph_diff = check_parity(reference, backends.dynamic_logits_fn(reloaded), parity_ids, args.parity_atol,
                                 f"dygraph sub-model {args.sub_model_output_dir}")
-    logger.info("dygraph sub-model: %s | vs the supernet at width %s: max |diff| %.2e", args.sub_model_output_dir,
-                args.width_mult, dygraph_diff)
+    logger.info("dygraph sub-model: %s | vs the supernet at width %s depth %s: max |diff| %.2e",
+                args.sub_model_output_dir, args.width_mult, args.depth_mult, dygraph_diff)
     result = {"sub_model_output_dir": args.sub_model_output_dir, "width_mult": args.width_mult,
               "depth_mult": args.depth_mult,
               "parameters": sub_params, "supernet_parameters": full_params, "dygraph_max_abs_diff": dygraph_diff}
