@@ -64,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--teacher_save_steps", type=int, default=1000, help="teacher dev evaluation interval")
     p.add_argument("--ofa_save_steps", type=int, default=500, help="OFA dev evaluation interval (all widths)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for latency (training uses OMP_NUM_THREADS)")
+    p.add_argument("--reuse_teacher", action="store_true",
+                   help="skip stage 1: use the teacher an earlier run with the same flags finished in WORK_DIR/teacher")
     p.add_argument("--procs", type=int, default=1,
                    help="training processes (paddle.distributed.launch, one thread each, --batch_size split among "
                         "them); on 2 cores 2 processes ran a step 1.5x faster than 1 process with 2 threads")
@@ -139,12 +141,17 @@ def main(args):
 
     t0 = time.time()
     cli.setup_logging()
-    cli.logger.info("1/4 teacher (its log lines carry the ETA)")
-    teacher = run_stage(run_msra_ner, "metrics.json", args.procs, work,
-        ["--model_name_or_path", init_dir, "--output_dir", os.path.join(work, "teacher"),
-         "--learning_rate", str(args.teacher_lr), "--num_train_epochs", str(args.teacher_epochs),
-         "--max_steps", str(args.teacher_steps), "--save_steps", str(args.teacher_save_steps), *common])
-    stage_seconds["teacher"] = round(time.time() - t0, 1)
+    teacher_argv = ["--model_name_or_path", init_dir, "--output_dir", os.path.join(work, "teacher"),
+                    "--learning_rate", str(args.teacher_lr), "--num_train_epochs", str(args.teacher_epochs),
+                    "--max_steps", str(args.teacher_steps), "--save_steps", str(args.teacher_save_steps), *common]
+    if args.reuse_teacher:
+        teacher = finished_teacher(os.path.join(work, "teacher"), run_msra_ner.parse_args(teacher_argv))
+        cli.logger.info("1/4 teacher: reusing the finished one in %s", os.path.join(work, "teacher"))
+        stage_seconds["teacher"] = teacher["seconds"]
+    else:
+        cli.logger.info("1/4 teacher (its log lines carry the ETA)")
+        teacher = run_stage(run_msra_ner, "metrics.json", args.procs, work, teacher_argv)
+        stage_seconds["teacher"] = round(time.time() - t0, 1)
 
     t0 = time.time()
     cli.logger.info("2/4 OFA over widths %s, depths %s | elapsed %s", " ".join(map(str, args.width_mult_list)),
@@ -249,6 +256,25 @@ def main(args):
     plot(results, os.path.splitext(args.results)[0] + ".png")
     print(json.dumps(rows, indent=1))
     return results
+
+
+def finished_teacher(teacher_out, wanted):
+    """The metrics of a teacher an earlier run of this script finished in ``teacher_out``, if it was trained
+    with what ``wanted`` (stage 1's arguments) asks for; a UserError otherwise."""
+    metrics_path = os.path.join(teacher_out, "metrics.json")
+    if not os.path.isfile(metrics_path):
+        raise cli.UserError(f"--reuse_teacher: no finished teacher in {teacher_out} (its metrics.json is missing)")
+    trained = model_io.read_json(os.path.join(teacher_out, "args.json"))["args"]
+    for key in ("data_dir", "learning_rate", "max_steps", "num_train_epochs", "seed", "max_seq_length"):
+        if trained[key] != getattr(wanted, key):
+            raise cli.UserError(f"--reuse_teacher: the teacher in {teacher_out} was trained with {key} "
+                                f"{trained[key]}, this run asks for {getattr(wanted, key)}")
+    init = model_io.read_json(os.path.join(wanted.model_name_or_path, "config.json"))
+    best = model_io.read_json(os.path.join(teacher_out, "model_best", "config.json"))
+    differ = [k for k in model_io.BERT_CONFIG_FIELDS if init.get(k) != best.get(k)]
+    if differ:
+        raise cli.UserError(f"--reuse_teacher: the teacher in {teacher_out} differs in {', '.join(differ)}")
+    return model_io.read_json(metrics_path)
 
 
 def run_stage(module, result_name, procs, work, argv):

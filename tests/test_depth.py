@@ -28,7 +28,7 @@ def test_width_and_depth_pairs_train_export_and_predict(trained, tmp_path):
         "--device", "cpu"]))
     assert exported["parity_max_abs_diff"] <= 1e-4 and exported["dygraph_max_abs_diff"] <= 1e-4
     sub_info = model_io.read_json(str(tmp_path / "e" / "sub" / "model_info.json"))
-    assert sub_info["num_layers"] == 1 and sub_info["kept_layers"] == [1] and sub_info["num_heads"] == 2
+    assert sub_info["num_layers"] == 1 and sub_info["kept_layers"] == [0] and sub_info["num_heads"] == 2
     assert model_io.read_json(str(tmp_path / "e" / "sub" / "config.json"))["num_hidden_layers"] == 1
 
     # the exported sub-model scores on test what stage 2 reported for that pair
@@ -60,7 +60,7 @@ def test_pairs_per_step_draws_largest_smallest_and_others(monkeypatch):
     assert all(len(d) == 3 and d[0] == (1.0, 1.0) and d[-1] == (0.5, 0.5) for d in draws)
     assert len({d[1] for d in draws}) == 4  # every other pair gets drawn
     assert run_msra_ner_ofa.Pairs([1.0, 0.5], [1.0], per_step=0).this_step(42, 0) == [(1.0, 1.0), (0.5, 1.0)]
-    assert supernet.kept_layers(0.5, 2) == [1]
+    assert supernet.kept_layers(0.5, 2) == [0]
 
 
 def test_depth_list_must_hold_full_depth(trained, tmp_path):

