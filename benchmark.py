@@ -19,7 +19,7 @@ import sys
 import time
 
 import utils
-from ner_ofa import backends, cli, model_io, training
+from ner_ofa import backends, cli, model_io, supernet, training
 from ner_ofa.cli import logger
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -159,9 +159,11 @@ def build_random_models(args):
     model_io.save_model_dir(teacher_dir, config, model.state_dict(), tokenizer, model_info)
     # the same weights as a "supernet" directory, so stage 3 cuts the widths exactly as it does after training
     supernet_dir = os.path.join(work, "supernet")
+    depths = sorted(set(args.depths) | {1.0}, reverse=True)
     model_io.save_model_dir(supernet_dir, config, model.state_dict(), tokenizer,
                             dict(model_info, kind="supernet", width_mult_list=args.widths, width_mult=1.0,
-                                 depth_mult_list=sorted(set(args.depths) | {1.0}, reverse=True), depth_mult=1.0))
+                                 depth_mult_list=depths, depth_mult=1.0,
+                                 kept_layers=supernet.recorded_kept_layers(depths, config.num_hidden_layers)))
     paths = {"teacher_dir": teacher_dir,
              "teacher_static": os.path.dirname(export_static(teacher_dir, os.path.join(work, "teacher_export", "static",
                                                                                      "model")))}

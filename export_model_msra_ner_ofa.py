@@ -97,6 +97,7 @@ def main(args):
         logger.warning("%s holds the weights that were best for width %s depth %s; cutting width %s depth %s from "
                        "them", args.model_name_or_path, *kept_for, args.width_mult, args.depth_mult)
     config = supernet_model.bert.config
+    supernet.check_recorded_kept_layers(supernet_info, config.num_hidden_layers, args.model_name_or_path)
     args.max_seq_length = args.max_seq_length or supernet_info.get("max_seq_length", 128)
     cli.check_max_seq_length(args.max_seq_length, config)
     full_params = model_io.count_parameters(supernet_model)

@@ -172,6 +172,7 @@ class BestPerPair:
         model_info = {"kind": "supernet", "labels": self.data["labels"], "max_seq_length": self.args.max_seq_length,
                       "width_mult_list": self.pairs.widths, "width_mult": width,
                       "depth_mult_list": self.pairs.depths, "depth_mult": depth,
+                      "kept_layers": supernet.recorded_kept_layers(self.pairs.depths, self.config.num_hidden_layers),
                       "teacher": self.args.model_name_or_path}
         path = self.pairs.dir(self.args.output_dir, width, depth)
         aside = os.path.join(self.args.output_dir, "replaced_exports",

@@ -15,7 +15,7 @@ from ner_ofa.model_io import (
     read_model_info,
     write_json,
 )
-from ner_ofa.supernet import build_supernet, cut_sub_model
+from ner_ofa.supernet import build_supernet, check_recorded_kept_layers, cut_sub_model
 
 
 def dynamic_logits_fn(model):
@@ -38,6 +38,7 @@ def load_inference_model(model_dir):
     model, tokenizer, model_info = load_model_dir(model_dir, ["teacher", "supernet", "sub_model"])
     if model_info["kind"] == "supernet":
         config = model.bert.config
+        check_recorded_kept_layers(model_info, config.num_hidden_layers, model_dir)
         model, _ = cut_sub_model(build_supernet(model, model_info["width_mult_list"]), config,
                                  model_info["width_mult"], model_info.get("depth_mult", 1.0))
     model.eval()

@@ -250,15 +250,20 @@ _BARRIER_COUNT = itertools.count()
 def barrier(world_size):
     """Wait until every process gets here. Not ``dist.barrier()``: on the CPU its gloo backend gives up after
     30 s, shorter than rank 0's dev evaluation or test scoring while the others wait; this counts arrivals in the
-    launch's TCP store and polls it, without a deadline. Every process must call it the same number of times."""
+    launch's TCP store and polls it, without a deadline. Every process must call it the same number of times.
+    The store lives in rank 0, so rank 0 also waits until every process has seen the count and left: a last
+    barrier before rank 0 exits must not take the store away from a process still polling it."""
     if world_size > 1:
         from paddle.base import core
+        from paddle.distributed import get_rank
 
         store = core.create_or_get_global_tcp_store()
         key = f"ner_ofa/barrier/{next(_BARRIER_COUNT)}"
-        store.add(key, 1)
-        while store.add(key, 0) < world_size:
-            time.sleep(0.1)
+        for counter in (key, key + "/left"):
+            store.add(counter, 1)
+            if counter == key or get_rank() == 0:
+                while store.add(counter, 0) < world_size:
+                    time.sleep(0.1)
 
 
 def args_to_dict(args):

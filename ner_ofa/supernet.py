@@ -94,6 +94,25 @@ def kept_layers(depth, num_layers):
     return [min(num_layers - 1, int(math.floor(i / depth + 1e-3))) for i in range(count)]
 
 
+
+def recorded_kept_layers(depths, num_layers):
+    """What a supernet directory records of its depths: {"0.5": [0, 2], ...}, the layers each depth kept in training."""
+    return {str(depth): kept_layers(depth, num_layers) for depth in depths}
+
+
+def check_recorded_kept_layers(model_info, num_layers, model_dir):
+    """Refuse a supernet directory whose depths this code would cut differently from how they were trained
+    (the rule changed once: directories from before it kept floor(i/d) - 1, and record nothing)."""
+    recorded = model_info.get("kept_layers")
+    for depth in model_info.get("depth_mult_list", [1.0]):
+        now = kept_layers(depth, num_layers)
+        if recorded is None and len(now) < num_layers:
+            raise UserError(f"{model_dir} does not record which layers its depth {depth} kept in training (it "
+                            f"predates the current rule, which keeps {now} of {num_layers}): run stage 2 again")
+        if recorded is not None and recorded.get(str(depth)) != now:
+            raise UserError(f"{model_dir} trained depth {depth} on layers {recorded.get(str(depth))}; this code "
+                            f"keeps {now}: run stage 2 again, or use the code that trained it")
+
 @contextlib.contextmanager
 def at_depth(model, depth):
     """Run ``model`` (a BERT token classifier, an OFA supernet or a DataParallel of either) through only the

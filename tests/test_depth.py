@@ -8,7 +8,7 @@ import export_model_msra_ner_ofa as export_stage
 import predict
 import run_msra_ner_ofa
 import utils
-from ner_ofa import backends, model_io, supernet
+from ner_ofa import backends, cli, model_io, supernet
 
 
 def test_width_and_depth_pairs_train_export_and_predict(trained, tmp_path):
@@ -21,6 +21,7 @@ def test_width_and_depth_pairs_train_export_and_predict(trained, tmp_path):
     source = out / "model_0.5_0.5"
     info = model_io.read_json(str(source / "model_info.json"))
     assert (info["width_mult"], info["depth_mult"], info["depth_mult_list"]) == (0.5, 0.5, [1.0, 0.5])
+    assert info["kept_layers"] == {"1.0": [0, 1], "0.5": [0]}
 
     exported = export_stage.main(export_stage.parse_args([
         "--model_name_or_path", str(source), "--width_mult", "0.5", "--depth_mult", "0.5", "--max_seq_length", "48",
@@ -90,3 +91,32 @@ def test_benchmark_rows_for_width_times_depth(tiny_demo, tmp_path):
     assert all("depth" in r and r["seconds"] > 0 for r in result["rows"])
     static_dir = tmp_path / "w" / "width_0.5_depth_0.5" / "static"
     assert model_io.read_json(str(static_dir / "model_info.json"))["num_layers"] == 1
+
+
+def test_a_supernet_trained_on_other_layers_is_refused(trained, tmp_path):
+    """A depth supernet records the layers each depth kept in training; one this code would cut differently
+    (another rule, or none recorded: made before the rule changed) is refused by export and predict."""
+    import shutil
+
+    import pytest
+
+    out = tmp_path / "o"
+    run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["teacher"], str(out), "--max_steps", "2",
+                                   "--save_steps", "2", "--depth_mult_list", "1.0", "0.5"))
+    info_path = out / "model_0.5_0.5" / "model_info.json"
+    info = model_io.read_json(str(info_path))
+    export = ["--model_name_or_path", str(out / "model_0.5_0.5"), "--width_mult", "0.5", "--depth_mult", "0.5",
+              "--sub_model_output_dir", str(tmp_path / "e" / "sub"), "--static_sub_model", str(tmp_path / "e" / "s" / "m"),
+              "--device", "cpu"]
+    for recorded, message in ((dict(info, kept_layers={"1.0": [0, 1], "0.5": [1]}), r"trained depth 0.5 on layers \[1\]"),
+                              ({k: v for k, v in info.items() if k != "kept_layers"}, "does not record")):
+        model_io.write_json(str(info_path), recorded)
+        with pytest.raises(cli.UserError, match=message):
+            export_stage.main(export_stage.parse_args(export))
+        with pytest.raises(cli.UserError, match=message):
+            predict.main(predict.parse_args(["--model_dir", str(out / "model_0.5_0.5"), "--text", "王伟在北京"]))
+        assert not (tmp_path / "e").exists()
+    # a width-only supernet from before the record has nothing to get wrong
+    model_io.write_json(str(info_path), {k: v for k, v in info.items() if k != "kept_layers"} | {"depth_mult_list": [1.0], "depth_mult": 1.0})
+    supernet.check_recorded_kept_layers(model_io.read_json(str(info_path)), 2, "x")
+    shutil.rmtree(out)

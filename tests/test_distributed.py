@@ -59,10 +59,13 @@ def test_barrier_waits_longer_than_gloos_30_seconds(tmp_path):
         f"sys.path.insert(0, {REPO!r})\n"
         "from ner_ofa import cli\n"
         "rank, world_size = cli.init_distributed()\n"
+        "start = time.time()\n"
         "time.sleep(35 if rank == 0 else 0)\n"
         "cli.barrier(world_size)\n"
-        "cli.barrier(world_size)\n"
-        "print(f'rank {rank} passed', flush=True)\n", encoding="utf-8")
+        "print(f'rank {rank} passed after {time.time() - start:.0f} s', flush=True)\n"
+        "time.sleep(1 if rank == 0 else 0)\n"
+        "cli.barrier(world_size)  # rank 0, whose process holds the store, arrives last and exits at once\n"
+        "print(f'rank {rank} done', flush=True)\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
            str(tmp_path / "log"), str(script)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
@@ -70,4 +73,6 @@ def test_barrier_waits_longer_than_gloos_30_seconds(tmp_path):
     logs = "".join(open(p, encoding="utf-8", errors="replace").read()
                    for p in sorted(glob.glob(str(tmp_path / "log" / "workerlog.*"))))
     assert proc.returncode == 0, logs[-3000:]
-    assert "rank 0 passed" in logs and "rank 1 passed" in logs
+    waited = {int(r): int(t) for r, t in re.findall(r"rank (\d) passed after (\d+) s", logs)}
+    assert waited.keys() == {0, 1} and waited[1] >= 34, logs[-2000:]
+    assert "rank 0 done" in logs and "rank 1 done" in logs
