@@ -68,12 +68,12 @@ def parse_args(argv=None):
                    help="skip stage 1: use the teacher an earlier run with the same flags finished in WORK_DIR/teacher")
     p.add_argument("--procs", type=int, default=1,
                    help="training processes (paddle.distributed.launch, one thread each, --batch_size split among "
-                        "them); on 2 cores 2 processes ran a step 1.5x faster than 1 process with 2 threads")
+                        "them); see scripts/train_step_speed.py for what it gains on your CPU")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per model (median reported)")
     p.add_argument("--seed", type=int, default=42, help="seed of both stages (data order, dev split, init)")
     args = p.parse_args(argv)
     if args.procs < 1 or args.batch_size % args.procs:
-        p.error(f"--batch_size {args.batch_size} must split evenly among --procs {args.procs}")
+        p.error(f"--procs must be at least 1 and divide --batch_size {args.batch_size}, got {args.procs}")
     if args.quick:
         args.teacher_steps, args.ofa_steps, args.teacher_save_steps, args.ofa_save_steps = 600, 100, 200, 50
         args.repeats = 2
@@ -161,7 +161,8 @@ def main(args):
         ["--model_name_or_path", teacher_dir, "--output_dir", os.path.join(work, "ofa"),
          "--learning_rate", str(args.ofa_lr), "--num_train_epochs", str(args.ofa_epochs),
          "--max_steps", str(args.ofa_steps), "--lambda_logit", str(args.lambda_logit),
-         "--lambda_rep", str(args.lambda_rep), "--save_steps", str(args.ofa_save_steps), "--importance_batches", "50",
+         "--lambda_rep", str(args.lambda_rep), "--save_steps", str(args.ofa_save_steps),
+         "--importance_batches", str(50 * args.procs),  # 50 batches of --batch_size, whatever the split
          "--width_mult_list", *map(str, args.width_mult_list), "--depth_mult_list", *map(str, args.depth_mult_list),
          "--pairs_per_step", str(args.pairs_per_step), *common])
     stage_seconds["ofa"] = round(time.time() - t0, 1)
@@ -229,7 +230,9 @@ def main(args):
                      "f1_vs_teacher": lac_test["f1"] / teacher_f1 if teacher_f1 else None,
                      "latency_seconds": latency[-1]})
     results = {
-        "command": "python scripts/benchmark_msra_cpu.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python", "scripts/benchmark_msra_cpu.py", *sys.argv[1:]]),
+        "teacher_reused": os.path.join(work, "teacher") if args.reuse_teacher else None,
+        "batch_size_per_process": args.batch_size // args.procs,
         "hardware": benchmark.hardware(),
         "data": {"train_and_dev": os.path.relpath(os.path.abspath(args.data_dir), REPO), "dev": "0.1 of train, seed %d" % args.seed,
                  "test_sentences": teacher_metrics["test"]["sentences"],
@@ -261,14 +264,16 @@ def main(args):
 def finished_teacher(teacher_out, wanted):
     """The metrics of a teacher an earlier run of this script finished in ``teacher_out``, if it was trained
     with what ``wanted`` (stage 1's arguments) asks for; a UserError otherwise."""
-    metrics_path = os.path.join(teacher_out, "metrics.json")
-    if not os.path.isfile(metrics_path):
-        raise cli.UserError(f"--reuse_teacher: no finished teacher in {teacher_out} (its metrics.json is missing)")
-    trained = model_io.read_json(os.path.join(teacher_out, "args.json"))["args"]
-    for key in ("data_dir", "learning_rate", "max_steps", "num_train_epochs", "seed", "max_seq_length"):
-        if trained[key] != getattr(wanted, key):
+    metrics_path, args_path = os.path.join(teacher_out, "metrics.json"), os.path.join(teacher_out, "args.json")
+    if not (os.path.isfile(metrics_path) and os.path.isfile(args_path)) or \
+            os.path.getmtime(metrics_path) < os.path.getmtime(args_path):
+        raise cli.UserError(f"--reuse_teacher: no finished teacher in {teacher_out} (metrics.json missing, or older "
+                            f"than the args.json of the last run there)")
+    trained = model_io.read_json(args_path)["args"]
+    for key, value in sorted(vars(wanted).items()):
+        if key not in ("output_dir", "model_name_or_path", "logging_steps") and trained.get(key) != value:
             raise cli.UserError(f"--reuse_teacher: the teacher in {teacher_out} was trained with {key} "
-                                f"{trained[key]}, this run asks for {getattr(wanted, key)}")
+                                f"{trained.get(key)}, this run asks for {value}")
     init = model_io.read_json(os.path.join(wanted.model_name_or_path, "config.json"))
     best = model_io.read_json(os.path.join(teacher_out, "model_best", "config.json"))
     differ = [k for k in model_io.BERT_CONFIG_FIELDS if init.get(k) != best.get(k)]

@@ -32,7 +32,10 @@ def parse_args(argv=None):
     p.add_argument("--seq_len", type=int, default=52, help="tokens a window (MSRA's mean sentence is ~50 chars)")
     p.add_argument("--steps", type=int, default=25, help="steps per setting, the first 5 not counted")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.steps <= 5 or args.batch_size % 2:
+        p.error("--steps must be over 5 (the first 5 are not counted) and --batch_size even (split in 2)")
+    return args
 
 
 def worker(args):
@@ -76,7 +79,8 @@ def run_setting(args, procs, threads, batch_size):
     with tempfile.TemporaryDirectory() as logs:
         launch = ["-m", "paddle.distributed.launch", "--nproc_per_node", str(procs), "--log_dir", logs] if procs > 1 else []
         proc = subprocess.run([sys.executable, *launch, *argv], capture_output=True, text=True, env=env)
-        out = proc.stdout + (open(os.path.join(logs, "workerlog.0"), encoding="utf-8").read() if procs > 1 else "")
+        log = os.path.join(logs, "workerlog.0")
+        out = proc.stdout + (open(log, encoding="utf-8").read() if os.path.isfile(log) else "")
     lines = [line for line in out.splitlines() if line.startswith('{"step_seconds"')]
     if proc.returncode != 0 or not lines:
         raise cli.UserError(f"the setting {procs} x {threads} failed: {(proc.stderr or out)[-500:]}")

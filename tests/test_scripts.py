@@ -10,14 +10,14 @@ from conftest import REPO, SHARED
 from ner_ofa import model_io
 
 
-def run_script(script, *args, env=None, timeout=600):
+def run_script(script, *args, env=None, timeout=600, check=True):
     """bash scripts/SCRIPT ARGS with this interpreter first on PATH (the scripts call `python`)."""
     full_env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
                     PYTHON=sys.executable)
     full_env.update({"OMP_NUM_THREADS": "1", **(env or {})})
     proc = subprocess.run(["bash", os.path.join(REPO, "scripts", script), *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=REPO)
-    assert proc.returncode == 0, f"{script}: {proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0 or not check, f"{script}: {proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     return proc
 
 
@@ -83,6 +83,23 @@ def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
     assert all(r["latency_seconds"] > 0 for r in rows) and os.path.isfile(tmp_path / "r" / "msra.png")
     assert {(r["width"], r["depth"]) for r in rows if r["name"] != "LAC"} == {(1.0, 1.0), (0.5, 1.0), (1.0, 0.5),
                                                                              (0.5, 0.5)}
+
+    # again in one process, reusing that teacher (trained with 8 windows a process, so --batch_size 8 here)
+    common = ["--data_dir", tiny_demo["data_dir"], "--bert_dir", tiny_demo["model_dir"], "--bench_file", bench,
+              "--work_dir", tmp_path / "w", "--num_layers", "1", "--hidden_size", "32", "--num_heads", "4",
+              "--intermediate_size", "64", "--max_seq_length", "48", "--batch_size", "8", "--teacher_steps", "4",
+              "--teacher_save_steps", "2", "--ofa_steps", "2", "--ofa_save_steps", "2", "--width_mult_list", "1.0",
+              "0.5", "--repeats", "1", "--reuse_teacher"]
+    teacher_log = (tmp_path / "w" / "teacher" / "train.log").read_text(encoding="utf-8")
+    proc = run_script("benchmark_msra_cpu.sh", *common, "--results", tmp_path / "r" / "again.json")
+    assert "1/4 teacher: reusing the finished one" in proc.stderr
+    assert (tmp_path / "w" / "teacher" / "train.log").read_text(encoding="utf-8") == teacher_log
+    again = model_io.read_json(str(tmp_path / "r" / "again.json"))
+    assert again["teacher_reused"] and again["rows"][0]["test_f1"] == rows[0]["test_f1"]
+    assert "world_size 1" in (tmp_path / "w" / "ofa" / "train.log").read_text(encoding="utf-8")
+    proc = run_script("benchmark_msra_cpu.sh", *common[:-1], "--teacher_steps", "6", "--reuse_teacher",
+                      "--results", tmp_path / "r" / "no.json", check=False)
+    assert proc.returncode != 0 and "was trained with max_steps 4, this run asks for 6" in proc.stderr
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "msra_ner")),
