@@ -31,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=32, help="windows a step (B)")
     p.add_argument("--seq_len", type=int, default=52, help="tokens a window (MSRA's mean sentence is ~50 chars)")
     p.add_argument("--steps", type=int, default=25, help="steps per setting, the first 5 not counted")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker", action="store_true", help="time one setting in this process (what the script starts)")
     args = p.parse_args(argv)
     if args.steps <= 5 or args.batch_size % 2:
         p.error("--steps must be over 5 (the first 5 are not counted) and --batch_size even (split in 2)")

@@ -96,6 +96,9 @@ def test_reuse_teacher_takes_only_a_finished_teacher_trained_as_asked(tmp_path):
     with pytest.raises(cli.UserError, match="max_steps 50, this run asks for 60"):
         driver.finished_teacher(str(out), wanted)
     model_io.write_json(str(out / "args.json"), {"args": vars(wanted)})
+    with pytest.raises(cli.UserError, match="older than the args.json"):  # a later start that did not finish
+        driver.finished_teacher(str(out), wanted)
+    os.utime(out / "metrics.json", (os.path.getmtime(out / "args.json") + 1,) * 2)
     assert driver.finished_teacher(str(out), wanted)["seconds"] == 12.5
     model_io.write_json(str(out / "model_best" / "config.json"), dict(sizes, num_hidden_layers=2))
     with pytest.raises(cli.UserError, match="differs in num_hidden_layers"):
