@@ -89,7 +89,7 @@ def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
               "--work_dir", tmp_path / "w", "--num_layers", "1", "--hidden_size", "32", "--num_heads", "4",
               "--intermediate_size", "64", "--max_seq_length", "48", "--batch_size", "8", "--teacher_steps", "4",
               "--teacher_save_steps", "2", "--ofa_steps", "2", "--ofa_save_steps", "2", "--width_mult_list", "1.0",
-              "0.5", "--repeats", "1", "--reuse_teacher"]
+              "0.5", "--depth_mult_list", "1.0", "--repeats", "1", "--procs", "1", "--reuse_teacher"]
     teacher_log = (tmp_path / "w" / "teacher" / "train.log").read_text(encoding="utf-8")
     proc = run_script("benchmark_msra_cpu.sh", *common, "--results", tmp_path / "r" / "again.json")
     assert "1/4 teacher: reusing the finished one" in proc.stderr
