@@ -37,10 +37,11 @@ def msra_table(path):
 
 def bench_table(path):
     r = json.load(open(path))
-    columns = [("path", False), ("width", True), ("precision", False), ("graph", False), ("seconds", True),
-               ("vs dygraph teacher", True), ("vs static teacher", True)]
-    lines = markdown_table(columns, [[row["name"], str(row["width"]), row["precision"], row["graph"],
-                                      f"{row['seconds']:.2f}", f"{row['speedup_vs_dynamic_teacher']:.2f}x",
+    columns = [("path", False), ("width", True), ("depth", True), ("precision", False), ("graph", False),
+               ("seconds", True), ("vs dygraph teacher", True), ("vs static teacher", True)]
+    lines = markdown_table(columns, [[row["name"], str(row.get("width") or "—"), str(row.get("depth") or "—"),
+                                      row["precision"], row.get("graph") or "—", f"{row['seconds']:.2f}",
+                                      f"{row['speedup_vs_dynamic_teacher']:.2f}x",
                                       f"{row['speedup_vs_static_teacher']:.2f}x"] for row in r["rows"]])
     w = r["workload"]
     lines.append("")
