@@ -247,6 +247,12 @@ def init_distributed():
 _BARRIER_COUNT = itertools.count()
 
 
+def launch_command(procs, log_dir):
+    """The command prefix that runs a script on ``procs`` local processes (Paddle's collective launcher)."""
+    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(procs), "--log_dir",
+            str(log_dir)]
+
+
 def barrier(world_size):
     """Wait until every process gets here. Not ``dist.barrier()``: on the CPU its gloo backend gives up after
     30 s, shorter than rank 0's dev evaluation or test scoring while the others wait; this counts arrivals in the

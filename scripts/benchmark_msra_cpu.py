@@ -292,8 +292,7 @@ def run_stage(module, result_name, procs, work, argv):
 
     stage = os.path.splitext(os.path.basename(module.__file__))[0]
     log_dir = os.path.join(work, "launch_logs", stage)
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(procs), "--log_dir", log_dir,
-           module.__file__, *argv]
+    cmd = [*cli.launch_command(procs, log_dir), module.__file__, *argv]
     cli.logger.info("%s on %d processes, logs in %s", stage, procs, log_dir)
     if subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1")).returncode != 0:
         raise cli.UserError(f"{stage} failed on {procs} processes: see {log_dir}/workerlog.*")

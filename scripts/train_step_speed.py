@@ -77,8 +77,8 @@ def run_setting(args, procs, threads, batch_size):
             str(args.vocab_size), "--seq_len", str(args.seq_len)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory() as logs:
-        launch = ["-m", "paddle.distributed.launch", "--nproc_per_node", str(procs), "--log_dir", logs] if procs > 1 else []
-        proc = subprocess.run([sys.executable, *launch, *argv], capture_output=True, text=True, env=env)
+        start = cli.launch_command(procs, logs) if procs > 1 else [sys.executable]
+        proc = subprocess.run([*start, *argv], capture_output=True, text=True, env=env)
         log = os.path.join(logs, "workerlog.0")
         out = proc.stdout + (open(log, encoding="utf-8").read() if os.path.isfile(log) else "")
     lines = [line for line in out.splitlines() if line.startswith('{"step_seconds"')]

@@ -3,17 +3,15 @@ import glob
 import os
 import re
 import subprocess
-import sys
 
 from conftest import REPO
 
 import utils
-from ner_ofa import backends, model_io
+from ner_ofa import backends, cli, model_io
 
 
 def launch(script, log_dir, *args):
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(log_dir),
-           os.path.join(REPO, script), "--device", "cpu", *args]
+    cmd = [*cli.launch_command(2, log_dir), os.path.join(REPO, script), "--device", "cpu", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     logs = {os.path.basename(p): open(p, encoding="utf-8", errors="replace").read()
             for p in glob.glob(os.path.join(str(log_dir), "workerlog.*"))}
@@ -66,8 +64,7 @@ def test_barrier_waits_longer_than_gloos_30_seconds(tmp_path):
         "time.sleep(1 if rank == 0 else 0)\n"
         "cli.barrier(world_size)  # rank 0, whose process holds the store, arrives last and exits at once\n"
         "print(f'rank {rank} done', flush=True)\n", encoding="utf-8")
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-           str(tmp_path / "log"), str(script)]
+    cmd = [*cli.launch_command(2, tmp_path / "log"), str(script)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     logs = "".join(open(p, encoding="utf-8", errors="replace").read()
