@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 
+from ner_ofa import hf_checkpoint
 from ner_ofa.cli import UserError, logger
 
 WEIGHTS_NAME = "model_state.pdparams"
@@ -38,7 +39,9 @@ def load_tokenizer(name_or_dir):
     if os.path.isdir(name_or_dir):
         vocab = os.path.join(name_or_dir, "vocab.txt")
         if not os.path.isfile(vocab):
-            raise UserError(f"{name_or_dir}: no vocab.txt")
+            if os.path.isfile(os.path.join(name_or_dir, "tokenizer.json")):
+                return hf_checkpoint.load_tokenizer(name_or_dir)
+            raise UserError(f"{name_or_dir}: no vocab.txt or tokenizer.json")
         if os.path.isfile(os.path.join(name_or_dir, "tokenizer_config.json")):
             return BertTokenizer.from_pretrained(name_or_dir)
         return BertTokenizer(vocab_file=vocab)
@@ -65,6 +68,9 @@ def bert_config_from_dir(model_dir, num_labels=None):
     if missing:
         raise UserError(f"{path}: missing BERT fields {', '.join(missing)}")
     config = BertConfig.from_pretrained(model_dir)
+    # a checkpoint's config may ask for tuples (use_cache) or extra outputs; the stages expect plain logits
+    config.use_cache = config.output_hidden_states = config.output_attentions = False
+    config.return_dict = False
     if num_labels is not None:
         config.num_labels = num_labels
     return config
@@ -121,6 +127,9 @@ def load_teacher_start(name_or_dir, num_labels, label_list):
     if model_info and model_info.get("kind") != "teacher":
         raise UserError(f"{name_or_dir} holds a {model_info.get('kind')} from a later stage; stage 1 needs a "
                         "pretrained BERT directory or a config-only one")
+    if not os.path.isfile(os.path.join(name_or_dir, WEIGHTS_NAME)) and hf_checkpoint.weights_file(name_or_dir):
+        model = hf_checkpoint.load_token_classifier(name_or_dir, num_labels, label_list)
+        return model, f"Hugging Face checkpoint {hf_checkpoint.weights_file(name_or_dir)}"
     config = bert_config_from_dir(name_or_dir, num_labels)
     config.id2label, config.label2id = id2label, {v: k for k, v in id2label.items()}
     if not os.path.isfile(os.path.join(name_or_dir, WEIGHTS_NAME)):

