@@ -145,7 +145,7 @@ def load_token_classifier(model_dir, num_labels, label_list):
         if list(value.shape) != list(expected[name].shape):
             raise UserError(f"{path}: {name} has shape {list(value.shape)}, config.json implies "
                             f"{list(expected[name].shape)}")
-    model.set_state_dict(state)
+    model.set_state_dict({**expected, **state})  # the new classifier (and a missing pooler) keep their init
     logger.info("read Hugging Face checkpoint %s (%d tensors; new classifier for %d labels)", path, len(state),
                 num_labels)
     return model

@@ -108,3 +108,30 @@ def test_msra_data_stats_script():
     proc = run_script("benchmark_msra_cpu.sh", "--data_stats")
     stats = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert stats["test"]["sentences"] == 3442
+
+
+def test_msra_benchmark_script_pretrained_recipe_tiny(tiny_demo, tmp_path):
+    from hf_fixtures import demo_vocab, tree_digest, write_checkpoint
+
+    ckpt, _ = write_checkpoint(str(tmp_path / "ckpt"), demo_vocab(tiny_demo), fmt="bin", vocab_file="tokenizer.json")
+    before = tree_digest(ckpt)
+    bench = tmp_path / "bench.txt"
+    bench.write_text("王伟在北京的人民银行工作。\n李娜去了上海。\n", encoding="utf-8")
+    results = tmp_path / "r" / "pretrained.json"
+    run_script("benchmark_msra_cpu.sh", "--teacher", "pretrained", "--pretrained_dir", ckpt,
+               "--data_dir", tiny_demo["data_dir"], "--bench_file", bench, "--work_dir", tmp_path / "w",
+               "--results", results, "--max_seq_length", "48", "--batch_size", "16", "--teacher_steps", "4",
+               "--teacher_save_steps", "2", "--ofa_steps", "2", "--ofa_save_steps", "2", "--repeats", "1",
+               "--procs", "1")
+    out = model_io.read_json(str(results))
+    # the recipe's own defaults: widths 1.0 0.75 0.5 x depths 1.0 0.5, its learning rates
+    assert out["schedule"]["teacher"] == "pretrained" and out["schedule"]["width_mult_list"] == [1.0, 0.75, 0.5]
+    assert out["schedule"]["teacher_lr"] == 3e-4 and out["schedule"]["ofa_lr"] == 2e-4
+    assert out["teacher_origin"] == {"recipe": "pretrained", "what": "Hugging Face checkpoint", "path": ckpt}
+    assert out["teacher_config"]["hidden_size"] == 32
+    pairs = [(w, d) for d in (1.0, 0.5) for w in (1.0, 0.75, 0.5)]
+    names = [r["name"] for r in out["rows"] if r["name"] != "LAC"]
+    assert names == ["teacher"] + [f"width {w} depth {d}{kind}" for w, d in pairs for kind in ("", ", INT8")], names
+    teacher_args = model_io.read_json(str(tmp_path / "w" / "teacher" / "args.json"))["args"]
+    assert teacher_args["model_name_or_path"] == ckpt and teacher_args["learning_rate"] == 3e-4
+    assert os.path.isfile(tmp_path / "r" / "pretrained.png") and tree_digest(ckpt) == before
