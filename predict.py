@@ -1,4 +1,4 @@
-"""Text → entities with an exported model (Paddle Inference) or any model directory of this project (dygraph).
+r"""Text → entities with an exported model (Paddle Inference) or any model directory of this project (dygraph).
 
     python predict.py --model_dir ../tmp/msra_ner_ofa/model_0.5/static_model --text "张伟在北京大学工作。"
     python predict.py --model_dir ../tmp/msra_ner/model_best --input_file texts.txt > entities.jsonl
@@ -6,10 +6,11 @@
 --model_dir is either a static export (the directory of --static_sub_model, or its PREFIX) or a dygraph
 directory (model_best/, a sub-model, or stage 2's model_<width>/, which runs at that width). One JSON line per input text:
 {"text": ..., "entities": [{"type", "text", "start", "end"}]} with [start, end) character offsets into the
-text; --format plain prints "TYPE<TAB>start<TAB>end<TAB>text" lines instead. Input is split on "\n" only (a
-trailing "\r" is dropped), so there is one result per input line whatever other line separators (U+2028, form
-feed, ...) the texts contain. Texts of any length are labelled in overlapping windows; an empty line gives an
-empty result.
+text. --format plain is for reading, not parsing: each text on a line of its own, then one line per entity, two
+spaces and "TYPE<TAB>start<TAB>end<TAB>text". Input is split on "\n" only (a trailing "\r" is dropped), so there
+is one result per input line whatever other line separators (U+2028, form feed, ...) the texts contain; a UTF-8
+byte order mark at the start of the input is dropped, not labelled. Texts of any length are labelled in
+overlapping windows; an empty line gives an empty result.
 """
 import argparse
 import json
@@ -62,6 +63,9 @@ def load_predictor(model_dir, device="cpu", threads=2, backend="paddle", precisi
     return backends.dynamic_logits_fn(model), tokenizer, model_info
 
 
+BOM = "\ufeff"
+
+
 def read_texts(args):
     if args.text is not None:
         return args.text
@@ -69,15 +73,15 @@ def read_texts(args):
         if not os.path.isfile(args.input_file):
             raise UserError(f"{args.input_file}: input file not found")
         try:
-            with open(args.input_file, encoding="utf-8", newline="") as handle:
+            with open(args.input_file, encoding="utf-8-sig", newline="") as handle:  # -sig: a leading BOM dropped
                 return split_lines(handle.read())
         except UnicodeDecodeError:
             raise UserError(f"{args.input_file}: not UTF-8") from None
     stream = getattr(sys.stdin, "buffer", None)  # bytes: no universal-newline translation of a lone "\r"
     if stream is None:
-        return split_lines(sys.stdin.read())
+        return split_lines(sys.stdin.read().removeprefix(BOM))
     try:
-        return split_lines(stream.read().decode("utf-8"))
+        return split_lines(stream.read().decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise UserError("standard input: not UTF-8") from None
 

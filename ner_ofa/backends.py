@@ -34,8 +34,11 @@ def dynamic_logits_fn(model):
 def load_inference_model(model_dir):
     """(model, tokenizer, model_info) in eval mode, computing what the directory's scores measured: a teacher or an
     exported sub-model as saved; a supernet directory (stage 2's ``model_<width>/``) cut to the width it was
-    kept for -- never the full-width network its weights also contain."""
+    kept for -- never the full-width network its weights also contain. The returned model_info always holds the
+    model's ``max_position_embeddings`` (from its config.json: teachers' and supernets' model_info.json do not
+    record it), so a window length the model cannot take is refused (``cli.check_max_seq_length``) before it runs."""
     model, tokenizer, model_info = load_model_dir(model_dir, ["teacher", "supernet", "sub_model"])
+    model_info = dict(model_info, max_position_embeddings=model.bert.config.max_position_embeddings)
     if model_info["kind"] == "supernet":
         config = model.bert.config
         check_recorded_kept_layers(model_info, config.num_hidden_layers, model_dir)

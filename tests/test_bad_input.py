@@ -150,3 +150,19 @@ def test_unwritable_output_dir_as_file_parent(tmp_path, tiny_demo):
     blocker.write_text("x")
     with pytest.raises(cli.UserError, match="cannot create the output directory"):
         run_msra_ner.main(teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(blocker / "o")))
+
+
+def test_predict_window_longer_than_the_models_positions(trained, tmp_path):
+    """A teacher's or supernet's model_info.json does not record max_position_embeddings: the limit comes from
+    its config.json, so predict (and serve, which loads through predict.load_predictor) refuse in one line."""
+    import predict
+
+    for model_dir in (trained["teacher"], trained["model_0.5"]):
+        assert "max_position_embeddings" not in model_io.read_model_info(model_dir)
+        positions = model_io.read_json(os.path.join(model_dir, "config.json"))["max_position_embeddings"]
+        with pytest.raises(cli.UserError, match=f"--max_seq_length {positions + 1} exceeds the model's {positions} "
+                                                "positions"):
+            predict.main(predict.parse_args(["--model_dir", model_dir, "--max_seq_length", str(positions + 1),
+                                             "--text", "王伟在北京"]))
+        _, _, info = predict.load_predictor(model_dir)
+        assert info["max_position_embeddings"] == positions

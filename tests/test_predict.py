@@ -93,3 +93,34 @@ def test_100k_character_line_and_control_characters():
     assert len(pred) == 100000
     [entities] = utils.predict_entities(rule_model(enc), [text], enc, LABELS, 128, 64)
     assert len(entities) == 25000 and all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+
+
+def test_plain_format_is_what_the_docstring_says(monkeypatch, capsys):
+    use_rule_model(monkeypatch)
+    predict.main(predict.parse_args(["--model_dir", "x", "--format", "plain", "--text", "在北京", "--text", "公司在"]))
+    assert capsys.readouterr().out == "在北京\n  LOC\t1\t3\t北京\n公司在\n  ORG\t0\t2\t公司\n"
+    doc = " ".join(predict.__doc__.split())
+    assert ('--format plain is for reading, not parsing: each text on a line of its own, then one line per entity, '
+            'two spaces and "TYPE<TAB>start<TAB>end<TAB>text"') in doc
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_text(monkeypatch, capsys, tmp_path):
+    use_rule_model(monkeypatch)
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeff北京公司\r\n北京\r\n".encode("utf-8"))
+    for source in (["--input_file", str(path)], []):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes()), encoding="utf-8"))
+        predict.main(predict.parse_args(["--model_dir", "x", *source]))
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [line["text"] for line in lines] == ["北京公司", "北京"], source
+        assert lines[0]["entities"][0] == {"type": "LOC", "text": "北京", "start": 0, "end": 2}
+
+
+def test_help_shows_the_line_separator_as_written(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        predict.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert r'split on "\n" only (a trailing "\r" is dropped)' in " ".join(out.split())
+    assert "\r" not in out
