@@ -120,6 +120,31 @@ def test_windows_cover_every_position(length, size):
         assert windows[w][0] <= i < windows[w][1]
 
 
+@pytest.mark.parametrize("length, size, expected", [
+    (126, 126, [(0, 126)]),
+    (190, 126, [(0, 126), (64, 190)]),                  # was (0, 126), (63, 189), (64, 190)
+    (127, 126, [(0, 95), (32, 127)]),                   # was (0, 126), (1, 127)
+    (220, 126, [(0, 126), (94, 220)]),                  # the least overlap: about a quarter of a window
+    (221, 126, [(0, 116), (52, 168), (105, 221)]),
+    (253, 126, [(0, 126), (63, 189), (127, 253)]),      # was (0, 126), (63, 189), (126, 252), (127, 253)
+    (30, 10, [(0, 10), (5, 15), (10, 20), (15, 25), (20, 30)]),
+])
+def test_windows_exactly(length, size, expected):
+    assert utils.make_windows(length, size) == expected
+
+
+def test_no_window_nearly_repeats_another_and_every_character_has_context():
+    for size in (5, 14, 46, 126):
+        for length in range(size + 1, 6 * size):
+            windows = utils.make_windows(length, size)
+            starts = [start for start, _ in windows]
+            assert min(b - a for a, b in zip(starts, starts[1:])) >= size // 4, (length, size, windows)
+            owner = utils.window_owner(length, windows)
+            margin = [min(i - windows[w][0], windows[w][1] - 1 - i) for i, w in enumerate(owner)]
+            # away from the text's own ends, a character is never near the edge of the window it is taken from
+            assert min(margin[size // 2:length - size // 2]) >= size // 8, (length, size, windows)
+
+
 def test_split_dev_too_small():
     with pytest.raises(UserError, match="too few"):
         utils.split_dev([{"chars": ["a"]}], 0.5, 0)
