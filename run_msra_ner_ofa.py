@@ -28,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument("--model_type", default="bert", choices=["bert"], help="model family of the teacher")
     parser.add_argument("--task_name", default="msra_ner", help="task name (informational; data from --data_dir "
                                                                 "or PaddleNLP's msra_ner)")
-    cli.add_model_data_args(parser, "the teacher: run_msra_ner.py's OUTPUT_DIR/model_best")
+    cli.add_model_data_args(parser, "the teacher: run_msra_ner.py's OUTPUT_DIR/model_best (the original commands': "
+                                    "../tmp/msra_ner/model_best/)", model_default=None)
     cli.add_training_args(parser, lr=2e-5, epochs=6)
     parser.add_argument("--width_mult_list", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5],
                         help="widths to train (fraction of heads and FFN neurons kept); must include 1.0")

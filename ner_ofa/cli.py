@@ -138,8 +138,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
-def add_model_data_args(parser, model_help):
-    parser.add_argument("--model_name_or_path", default="bert-base-chinese", help=model_help)
+def add_model_data_args(parser, model_help, model_default="bert-base-chinese"):
+    """The model and data flags of a training stage; ``model_default`` None makes --model_name_or_path required."""
+    parser.add_argument("--model_name_or_path", default=model_default, required=model_default is None,
+                        help=model_help)
     parser.add_argument("--data_dir", default=None,
                         help="directory with train.tsv [dev.tsv] test.tsv in the msra_ner layout (characters joined "
                              "by U+0002, TAB, labels joined by U+0002) and optionally labels.txt; default: download "

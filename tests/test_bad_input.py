@@ -166,3 +166,16 @@ def test_predict_window_longer_than_the_models_positions(trained, tmp_path):
                                              "--text", "王伟在北京"]))
         _, _, info = predict.load_predictor(model_dir)
         assert info["max_position_embeddings"] == positions
+
+
+def test_stage2_without_a_teacher_says_which_flag(tmp_path, capsys):
+    """Stage 2 used to default to bert-base-chinese, which is no teacher: "model directory not found"."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_msra_ner_ofa.parse_args(["--output_dir", str(tmp_path / "o"), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: --model_name_or_path" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_msra_ner_ofa.parse_args(["--help"])
+    assert "OUTPUT_DIR/model_best (the original commands': ../tmp/msra_ner/model_best/)" in \
+        " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "o").exists()
