@@ -6,7 +6,8 @@
 # Several GPUs: python -m paddle.distributed.launch --gpus 0,1,2,3 run_msra_ner.py ... (--batch_size is per card)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CUDA_VISIBLE_DEVICES=0
+# the original pinned GPU 0; a CUDA_VISIBLE_DEVICES the user set (even empty: no GPU) is kept
+export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-0}"
 
 python -u ./run_msra_ner.py \
     --model_name_or_path bert-base-chinese \

@@ -135,3 +135,18 @@ def test_msra_benchmark_script_pretrained_recipe_tiny(tiny_demo, tmp_path):
     teacher_args = model_io.read_json(str(tmp_path / "w" / "teacher" / "args.json"))["args"]
     assert teacher_args["model_name_or_path"] == ckpt and teacher_args["learning_rate"] == 3e-4
     assert os.path.isfile(tmp_path / "r" / "pretrained.png") and tree_digest(ckpt) == before
+
+
+def test_run_teacher_keeps_the_users_cuda_visible_devices(tmp_path):
+    """The original script set CUDA_VISIBLE_DEVICES=0 whatever the user had chosen."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text('#!/bin/sh\necho "devices=[${CUDA_VISIBLE_DEVICES-unset}]"\n')
+    (fake / "python").chmod(0o755)
+    path = str(fake) + os.pathsep + os.environ.get("PATH", "")
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    for chosen, seen in (("2,3", "2,3"), ("", ""), (None, "0")):
+        run_env = dict(env, PATH=path, **({} if chosen is None else {"CUDA_VISIBLE_DEVICES": chosen}))
+        proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "run_teacher.sh")], capture_output=True,
+                              text=True, timeout=60, env=run_env, cwd=REPO)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"devices=[{seen}]", (chosen, proc.stdout, proc.stderr)
