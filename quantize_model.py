@@ -39,8 +39,7 @@ def main(args):
                         "export_model_msra_ner_ofa.py)")
     prefix, model_info = found
     static_dir = os.path.dirname(os.path.abspath(prefix))
-    if os.path.abspath(args.output_dir) == static_dir:
-        raise UserError("--output_dir must differ from the static model's directory")
+    check_output_dir(args.output_dir, static_dir)
     tokenizer = model_io.load_tokenizer(static_dir)
     examples = None
     if args.data_file:  # checked before anything is written
@@ -82,6 +81,21 @@ def main(args):
                     elapsed(started))
         model_io.write_json(os.path.join(args.output_dir, "quantization.json"), dict(result, scores=scores))
     return result
+
+
+def check_output_dir(output_dir, static_dir):
+    """OUTPUT_DIR gets model_info.json and the tokenizer: it must not be (or be inside) the static model's directory,
+    nor hold another model's model_info.json (an earlier quantize_model.py output may be replaced)."""
+    out, source = os.path.realpath(output_dir), os.path.realpath(static_dir)
+    if out == source or out.startswith(source + os.sep):
+        raise UserError(f"--output_dir {output_dir} is {'' if out == source else 'inside '}the static model's "
+                        f"directory {static_dir}; give a directory of its own")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UserError(f"--output_dir {output_dir} exists and is not a directory")
+    info = model_io.read_model_info(output_dir) if os.path.isdir(output_dir) else None
+    if info is not None and info.get("kind") != "onnx":
+        raise UserError(f"--output_dir {output_dir} holds a {info.get('kind')} model ({model_io.INFO_NAME}); give "
+                        "another directory")
 
 
 def elapsed(started):

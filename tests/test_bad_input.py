@@ -179,3 +179,26 @@ def test_stage2_without_a_teacher_says_which_flag(tmp_path, capsys):
     assert "OUTPUT_DIR/model_best (the original commands': ../tmp/msra_ner/model_best/)" in \
         " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "o").exists()
+
+
+def test_quantize_never_writes_into_another_models_directory(tmp_path):
+    import quantize_model
+
+    static = tmp_path / "static"
+    static.mkdir()
+    model_io.write_json(str(static / model_io.INFO_NAME), {"kind": "static", "prefix": "model", "labels": ["O"]})
+    (static / "model.json").write_text("{}")
+    (static / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n")  # enough to get past loading
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    model_io.write_json(str(teacher / model_io.INFO_NAME), {"kind": "teacher", "labels": ["O"]})
+    (tmp_path / "a_file").write_text("keep me")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for output_dir, message in ((teacher, "holds a teacher model"),
+                                (static / "int8", "is inside the static model's directory"),
+                                (static, "is the static model's directory"),
+                                (tmp_path / "a_file", "exists and is not a directory")):
+        with pytest.raises(cli.UserError, match=message):
+            quantize_model.main(quantize_model.parse_args(["--model_dir", str(static), "--output_dir", str(output_dir)]))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert not (static / "int8").exists()
