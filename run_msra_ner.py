@@ -2,10 +2,10 @@
 
     python run_msra_ner.py --model_name_or_path bert-base-chinese --output_dir ../tmp/msra_ner/ --device gpu
 
-Writes OUTPUT_DIR/model_best/ (weights, config, tokenizer, model_info.json with the labels and the dev split,
-metrics.json with the dev scores of the chosen step and, at the end, test scores; args.json) and
-OUTPUT_DIR/metrics.json (the learning curve). Evaluation labels every character: long sentences are scored in
-overlapping windows.
+Writes OUTPUT_DIR/model_best/ (weights, config, tokenizer, model_info.json with the labels, the dev split and the
+sentence counts and content hashes of train and dev, metrics.json with the dev scores of the chosen step and, at
+the end, test scores; args.json) and OUTPUT_DIR/metrics.json (the learning curve). Evaluation labels every
+character: long sentences are scored in overlapping windows.
 """
 import argparse
 import os
@@ -33,6 +33,7 @@ class BestTeacher:
         self.scalars = scalars
         self.path = os.path.join(args.output_dir, "model_best")
         self.progress = {"best": {"f1": -1.0, "step": None}, "curve": []}
+        self.data_record = utils.data_fingerprint(data)  # stage 2 checks it distils on the same sentences
 
     def evaluate_and_keep_best(self, step, epoch):
         self.model.eval()
@@ -48,7 +49,7 @@ class BestTeacher:
         if improved:
             self.progress["best"] = {"f1": scores["f1"], "step": step}
             model_info = {"kind": "teacher", "labels": self.data["labels"], "max_seq_length": self.args.max_seq_length,
-                          "dev_split": self.data["dev_split"]}
+                          "dev_split": self.data["dev_split"], "data": self.data_record}
             metrics = {"step": step, "epoch": round(epoch, 3), "dev": scores}
             model_io.save_model_dir(self.path, self.model.bert.config, self.model.state_dict(), self.tokenizer,
                                     model_info, metrics, cli.args_to_dict(self.args))

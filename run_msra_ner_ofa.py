@@ -201,6 +201,7 @@ def main(args):
     cli.check_max_seq_length(args.max_seq_length, config)
     data = utils.load_splits(args, label_list=label_list)
     utils.check_same_dev_split(utils.teacher_dev_split(args.model_name_or_path, teacher_info), data["dev_split"])
+    utils.check_same_data(teacher_info.get("data"), data)
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
         training.check_free_space(args.output_dir, model_io.count_parameters(teacher), copies=4 + len(pairs.all))

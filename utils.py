@@ -1,6 +1,7 @@
 """What the three stages share about the data and its scores: the NER data format (read, write, validate), label
 sets, the dev split, PaddleNLP's ``msra_ner``; characters to ids, windows and batches of features; BIO decoding
 and PaddleNLP ChunkEvaluator scoring, and text -> entities."""
+import hashlib
 import json
 import os
 import random
@@ -8,7 +9,7 @@ import re
 
 import numpy as np
 
-from ner_ofa.cli import UserError
+from ner_ofa.cli import UserError, logger
 
 TOKEN_SEP = "\x02"
 
@@ -182,6 +183,42 @@ def check_same_dev_split(teacher_split, split):
         raise UserError(f"train has {split['train_sentences']} sentences, the teacher's had "
                         f"{teacher_split['train_sentences']}: not the teacher's data, so dev would not be its dev "
                         "split; give the same --data_dir (or a dev.tsv)")
+
+
+def sentences_sha256(examples):
+    """sha256 of the sentences' characters and labels, in order (not of a file: the same data read from any
+    source gives the same hash)."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update((TOKEN_SEP.join(ex["chars"]) + "\t" + TOKEN_SEP.join(ex["labels"]) + "\n").encode("utf-8"))
+    return digest.hexdigest()
+
+
+def data_fingerprint(data):
+    """What stage 1 records of the data it trained and was scored on (model_info.json ``data``): the sentences and
+    content hash of its train split (after dev was carved out of it, if it was) and of its dev split."""
+    return {f"{split}_{what}": fn(data[split]) for split in ("train", "dev")
+            for what, fn in (("sentences", len), ("sha256", sentences_sha256))}
+
+
+def check_same_data(teacher_data, data):
+    """Stage 2 must distil on the teacher's training data and score on its dev split: their content hashes must
+    equal the teacher's record (a file of as many sentences is not the same data). A teacher that records none
+    (made before the record existed) gets a warning, not a refusal: it still passed the sentence-count and
+    dev-split checks, and refusing it would throw away its training. Returns whether the content was compared."""
+    if not teacher_data:
+        logger.warning("the teacher records no hash of its data (made by an older run_msra_ner.py): only its "
+                       "sentence count and dev split were checked; make sure --data_dir is the one it was trained on")
+        return False
+    mine = data_fingerprint(data)
+    for split in ("train", "dev"):
+        key = f"{split}_sha256"
+        if teacher_data.get(key) != mine[key]:
+            raise UserError(f"{split} ({mine[split + '_sentences']} sentences, sha256 {mine[key][:12]}) is not the "
+                            f"teacher's ({teacher_data.get(split + '_sentences')} sentences, sha256 "
+                            f"{str(teacher_data.get(key))[:12]}): give the --data_dir, --seed and --dev_ratio it was "
+                            "trained with")
+    return True
 
 
 class CharEncoder:

@@ -162,6 +162,35 @@ def test_stage2_refuses_other_training_data(teacher_without_dev, tmp_path):
                                        "--max_steps", "1", "--dev_ratio", "0.2"))
 
 
+def one_character_changed(source, target, name):
+    """A copy of the data dir ``source`` whose ``name`` differs in one character and nothing else."""
+    shutil.copytree(source, target)
+    text = (target / name).read_text(encoding="utf-8")
+    (target / name).write_text(("某" if text[0] != "某" else "甲") + text[1:], encoding="utf-8")
+    return str(target)
+
+
+def test_stage2_refuses_other_data_with_as_many_sentences(teacher_without_dev, trained, tmp_path):
+    """The sentence count alone let a different file of as many sentences pass: stage 1 records content hashes."""
+    data = one_character_changed(teacher_without_dev["data"], tmp_path / "train_changed", "train.tsv")
+    with pytest.raises(cli.UserError, match=r"^train \(320 sentences, sha256 \w+\) is not the teacher's \(320 "):
+        run_msra_ner_ofa.main(ofa_args(data, teacher_without_dev["teacher"], str(tmp_path / "o"), "--max_steps", "1",
+                                       "--dev_ratio", "0.2"))
+    data = one_character_changed(trained["data_dir"], tmp_path / "dev_changed", "dev.tsv")  # the data's own dev.tsv
+    with pytest.raises(cli.UserError, match=r"^dev \(60 sentences, sha256 \w+\) is not the teacher's"):
+        run_msra_ner_ofa.main(ofa_args(data, trained["teacher"], str(tmp_path / "o"), "--max_steps", "1"))
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_a_teacher_without_data_hashes_is_taken_with_a_warning(trained, caplog):
+    data = utils.load_splits(type("A", (), {"data_dir": trained["data_dir"], "dev_ratio": 0.1, "seed": 42}))
+    recorded = model_io.read_model_info(trained["teacher"])["data"]
+    assert recorded == utils.data_fingerprint(data) and utils.check_same_data(recorded, data)
+    with caplog.at_level(logging.WARNING, logger="msra_ner_ofa"):
+        assert utils.check_same_data(None, data) is False
+    assert "the teacher records no hash of its data" in caplog.text
+
+
 def test_stage2_takes_the_teachers_split(teacher_without_dev, tmp_path):
     summary = run_msra_ner_ofa.main(ofa_args(teacher_without_dev["data"], teacher_without_dev["teacher"],
                                              str(tmp_path / "o"), "--max_steps", "2", "--save_steps", "2",
