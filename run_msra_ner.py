@@ -92,7 +92,7 @@ def main(args):
 
     # 2. train, scoring dev and keeping the best every --save_steps
     model.train()
-    trainer.run(forward_backward, best.evaluate_and_keep_best, best.progress)
+    trainer.run(forward_backward, best.evaluate_and_keep_best, best.progress, lambda: {None: best.path})
 
     # 3. the best model, scored once on test
     result = {"best_step": best.progress["best"]["step"], "best_dev_f1": best.progress["best"]["f1"],

@@ -239,7 +239,8 @@ def main(args):
 
     # 3. train, scoring every (width, depth) on dev and keeping each one's best every --save_steps
     ofa_model.model.train()
-    trainer.run(distillation.forward_backward, best.evaluate_and_keep_best, best.progress)
+    trainer.run(distillation.forward_backward, best.evaluate_and_keep_best, best.progress,
+                lambda: {pairs.name(*p): pairs.dir(args.output_dir, *p) for p in pairs.all})
 
     # 4. each pair's best, scored once on test
     summary = {"teacher": args.model_name_or_path, "widths": {}, "curve": best.progress["curve"]}

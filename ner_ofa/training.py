@@ -183,13 +183,15 @@ class Trainer:
         self.num_steps = total_steps(args, len(self.sampler))
         self.optimizer = make_optimizer(model, args, self.num_steps)
 
-    def run(self, forward_backward, evaluate_and_keep_best, progress):
-        """Train to ``num_steps``; returns the last step."""
+    def run(self, forward_backward, evaluate_and_keep_best, progress, kept_dirs=None):
+        """Train to ``num_steps``; returns the last step. ``kept_dirs()``: {the key of an entry of
+        ``progress["best"]`` (or None for ``progress["best"]`` itself): the directory that keeps that best}; on
+        --resume each entry is made to describe what its directory holds (:func:`best_from_saved`)."""
         args = self.args
         if len(self.sampler) == 0:
             raise UserError(f"rank {self.rank} of {self.world_size} gets no training batch: {len(self.features)} "
                             f"windows are too few for {self.world_size} processes; use fewer processes or more data")
-        step = self._resume(progress) if getattr(args, "resume", False) else 0
+        step = self._resume(progress, kept_dirs) if getattr(args, "resume", False) else 0
         log = StepLog(self.num_steps, len(self.sampler), step, self.scalars)
         for step, input_ids, labels in self._batches(step):
             self.step = step
@@ -213,7 +215,7 @@ class Trainer:
                   flush=True)
         return step
 
-    def _resume(self, progress):
+    def _resume(self, progress, kept_dirs=None):
         """Load OUTPUT_DIR/checkpoint (every process must see it); returns the step to continue from."""
         output_dir = self.args.output_dir
         found = os.path.isfile(os.path.join(output_dir, CHECKPOINT_DIR, "trainer_state.json"))
@@ -223,6 +225,8 @@ class Trainer:
             logger.warning("--resume: no checkpoint in %s; starting at step 0", output_dir)
             return 0
         progress.update(restored["state"])
+        for key, path in (kept_dirs() if kept_dirs else {}).items():
+            best_from_saved(progress["best"] if key is None else progress["best"][key], path, restored["step"])
         logger.info("resumed from %s at step %d", os.path.join(output_dir, CHECKPOINT_DIR), restored["step"])
         return restored["step"]
 
@@ -243,6 +247,26 @@ class Trainer:
                 step += 1
                 if step >= self.num_steps:
                     return
+
+
+def best_from_saved(best, model_dir, checkpoint_step):
+    """On --resume, make ``best`` ({"f1", "step"}, restored from the checkpoint) describe what ``model_dir`` holds,
+    by its metrics.json. The two differ after a crash between a best-model save and the checkpoint save that
+    follows it: the directory then holds a step after the checkpoint's, which the checkpoint does not know; the
+    resumed run, its final metrics and its test scores must describe the model actually kept (and a later
+    evaluation must beat *its* F1 to replace it). Returns whether ``best`` changed."""
+    path = os.path.join(model_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return False
+    saved = read_json(path)
+    if saved.get("step") is None or "dev" not in saved or saved["step"] == best.get("step"):
+        return False
+    logger.warning("%s holds step %d (dev F1 %.4f), the checkpoint of step %d records step %s as the best: %s; the "
+                   "best so far is the one kept there", model_dir, saved["step"], saved["dev"]["f1"], checkpoint_step,
+                   best.get("step"), "saved after the checkpoint (interrupted between the two saves)"
+                   if saved["step"] > checkpoint_step else "not this checkpoint's best")
+    best.update(f1=saved["dev"]["f1"], step=saved["step"])
+    return True
 
 
 def check_checkpoint_on_every_rank(found, world_size, output_dir):

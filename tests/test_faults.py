@@ -130,3 +130,67 @@ def test_killed_inside_the_swap_leaves_the_previous_best_recoverable(tiny_demo, 
     scores = utils.evaluate(backends.dynamic_logits_fn(model), data["dev"], utils.CharEncoder(tokenizer), info["labels"],
                             48, 16)
     assert scores["f1"] == metrics["dev"]["f1"]
+
+
+def dev_f1_schedule(monkeypatch, f1_of_call):
+    """Dev scores whose F1 is ``f1_of_call(n)`` for the n-th dev evaluation (test scores stay real): lets a test
+    choose which evaluations improve, as a rerun that does not repeat exactly (a GPU) would."""
+    original, calls = utils.evaluate, []
+
+    def evaluate(logits_fn, examples, *rest):
+        scores = original(logits_fn, examples, *rest)
+        if os.path.basename(examples[0]["where"]).startswith("dev.tsv"):
+            calls.append(1)
+            scores = dict(scores, f1=f1_of_call(len(calls)))
+        return scores
+
+    monkeypatch.setattr(utils, "evaluate", evaluate)
+
+
+def crashed_before_checkpoint(monkeypatch, step, run, args):
+    """Run ``run(args)`` until just before its checkpoint of ``step`` is written -- after the best models of
+    that step were saved -- and kill it there."""
+    original = training.save_checkpoint
+
+    def crash(output_dir, model, optimizer, trainer_state):
+        if trainer_state["step"] == step:
+            raise KeyboardInterrupt
+        original(output_dir, model, optimizer, trainer_state)
+
+    monkeypatch.setattr(training, "save_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(args)
+    monkeypatch.setattr(training, "save_checkpoint", original)
+
+
+@pytest.mark.parametrize("stage", ["teacher", "supernet"])
+def test_crash_between_best_save_and_checkpoint(stage, tiny_demo, trained, tmp_path, monkeypatch):
+    """Every evaluation improves in the crashed run (bests saved at steps 2 and 4, the checkpoint of step 4
+    never written); the resumed run's evaluations never do. The resumed run must report, and score on test, the
+    models its directories hold: step 4's, not the checkpoint's step 2."""
+    out = tmp_path / "out"
+    if stage == "teacher":
+        run = run_msra_ner.main
+
+        def args(*extra):
+            return teacher_args(tiny_demo["data_dir"], tiny_demo["model_dir"], str(out), "--max_steps", "6",
+                                "--save_steps", "2", *extra)
+    else:
+        run = run_msra_ner_ofa.main
+
+        def args(*extra):
+            return ofa_args(tiny_demo["data_dir"], trained["teacher"], str(out), "--max_steps", "6", "--save_steps",
+                            "2", *extra)
+    dev_f1_schedule(monkeypatch, lambda n: 0.1 * n)
+    crashed_before_checkpoint(monkeypatch, 4, run, args())
+    assert model_io.read_json(str(out / "checkpoint" / "trainer_state.json"))["step"] == 2
+    dev_f1_schedule(monkeypatch, lambda n: 0.01)
+    result = run(args("--resume"))
+    rows = [(result, out / "model_best")] if stage == "teacher" else \
+        [(row, out / f"model_{name}") for name, row in result["widths"].items()]
+    for row, kept in rows:
+        saved = model_io.read_json(str(kept / "metrics.json"))
+        assert saved["step"] == 4 and "test" in saved
+        best_step = row["best_step"]
+        best_f1 = row["best_dev_f1"] if stage == "teacher" else row["dev_f1"]
+        assert (best_step, best_f1) == (saved["step"], saved["dev"]["f1"]), kept
