@@ -179,24 +179,41 @@ def test_decode_memory_is_bounded_by_characters_not_sequences():
 
 def test_model_calls_use_few_shapes_and_padding_changes_no_label():
     """Every model call gets one of a few (rows, length) shapes -- Paddle Inference's per-shape oneDNN caches then
-    stay bounded in a long-lived server -- and the padding added for that changes no label."""
-    class E:
-        cls_id, sep_id, pad_id = 1, 2, 0
+    stay bounded in a long-lived server -- and the padding added for that changes no label: a real (tiny, random)
+    BERT, whose every output depends on every unmasked input, labels each text as when each of its windows runs
+    alone, unpadded. (A fake model that ignored padding made this unable to fail.)"""
+    from conftest import tiny_model
 
+    from ner_ofa import backends
+
+    class E:
+        cls_id, sep_id, pad_id = 1, 2, 0  # the tiny BERT's pad_token_id is 0: what its attention masks
+
+    bert = tiny_model(num_labels=len(LABELS), vocab_size=60)
+    rng = np.random.RandomState(0)
+    for param in bert.parameters():  # weights far from the 0.02-wide init: an unmasked [PAD] moves logits by ~1
+        if len(param.shape) >= 2:
+            param.set_value(rng.normal(0, 0.4, param.shape).astype("float32"))
+    model = backends.dynamic_logits_fn(bert)
     shapes = []
 
-    def logits_fn(input_ids):  # position-independent scores, pads scored like anything else
+    def logits_fn(input_ids):
         shapes.append(input_ids.shape)
-        rng = np.random.RandomState(7)
-        table = rng.randn(64, len(LABELS)).astype(np.float32)
-        return table[input_ids % 64]
+        return model(input_ids)
+
+    def unpadded(input_ids):  # each row alone, cut after its [SEP]: no padding at all
+        out = np.zeros(input_ids.shape + (len(LABELS),), dtype=np.float32)
+        for row, ids in enumerate(input_ids):
+            n = int(np.nonzero(ids == E.sep_id)[0][0]) + 1
+            out[row, :n] = model(ids[None, :n])[0]
+        return out
 
     rng = np.random.RandomState(3)
-    sequences = [rng.randint(3, 60, size=n).tolist() for n in rng.randint(1, 300, size=150)]
-    labels = utils.predict_label_ids(logits_fn, sequences, E, max_seq_length=128, batch_size=32, label_list=LABELS)
-    assert {rows for rows, _ in shapes} <= {1, 2, 4, 8, 16, 32}
-    assert all(length % 8 == 0 or length == 128 for _, length in shapes)
+    sequences = [rng.randint(3, 60, size=n).tolist() for n in rng.randint(1, 150, size=40)]
+    labels = utils.predict_label_ids(logits_fn, sequences, E, max_seq_length=64, batch_size=16, label_list=LABELS)
+    assert {rows for rows, _ in shapes} <= {1, 2, 4, 8, 16}
+    assert all(length % 8 == 0 or length == 64 for _, length in shapes)
     assert len(set(shapes)) < len(shapes)
-    for ids, got in zip(sequences, labels):  # each character's label depends only on its own id here
-        [alone] = utils.predict_label_ids(logits_fn, [ids], E, max_seq_length=128, batch_size=1, label_list=LABELS)
+    for ids, got in zip(sequences, labels):
+        [alone] = utils.predict_label_ids(unpadded, [ids], E, max_seq_length=64, batch_size=1, label_list=LABELS)
         assert got.tolist() == alone.tolist()
