@@ -316,35 +316,60 @@ def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size,
     log-probabilities from the window in which it lies farthest from an edge. With ``label_list`` (BIO names)
     the labels are the best sequence that is valid BIO (``constrained_decode``); without it, the per-character
     argmax."""
-    size = max_seq_length - 2
-    items = []  # (sequence index, window index, start, end)
-    owners = []
-    for s, ids in enumerate(sequences):
-        windows = make_windows(len(ids), size)
-        owners.append((windows, window_owner(len(ids), windows)))
-        items.extend((s, w, start, end) for w, (start, end) in enumerate(windows))
-    items.sort(key=lambda item: item[3] - item[2])
-    window_scores = {}
-    num_classes = 1
-    for b in range(0, len(items), batch_size):
-        chunk = items[b:b + batch_size]
-        input_ids, _ = collate([(sequences[s][start:end], None) for s, _, start, end in chunk], encoder)
-        padded = pad_to_shape_bucket(input_ids, encoder.pad_id, max_seq_length, batch_size)
+    labelling = Labelling(sequences, encoder, max_seq_length)
+    while labelling.remaining():
+        labelling.score_next(logits_fn, batch_size)
+    return labelling.label_ids(label_list)
+
+
+class Labelling:
+    """The labelling of some sequences, one model call at a time: their windows, shortest first, are scored in
+    batches of at most ``batch_size`` by :meth:`score_next` -- so a caller can interleave several labellings --
+    and :meth:`label_ids` assembles each character's scores from the window where it lies farthest from an edge."""
+
+    def __init__(self, sequences, encoder, max_seq_length):
+        self.sequences, self.encoder, self.max_seq_length = sequences, encoder, max_seq_length
+        size = max_seq_length - 2
+        self.items = []  # (sequence index, window index, start, end)
+        self.owners = []
+        for s, ids in enumerate(sequences):
+            windows = make_windows(len(ids), size)
+            self.owners.append((windows, window_owner(len(ids), windows)))
+            self.items.extend((s, w, start, end) for w, (start, end) in enumerate(windows))
+        self.items.sort(key=lambda item: item[3] - item[2])
+        self.next = 0
+        self.window_scores = {}
+        self.num_classes = 1
+
+    def remaining(self):
+        """Windows not scored yet."""
+        return len(self.items) - self.next
+
+    def score_next(self, logits_fn, batch_size):
+        """Score the next (at most ``batch_size``) windows in one model call."""
+        chunk = self.items[self.next:self.next + batch_size]
+        self.next += len(chunk)
+        input_ids, _ = collate([(self.sequences[s][start:end], None) for s, _, start, end in chunk], self.encoder)
+        padded = pad_to_shape_bucket(input_ids, self.encoder.pad_id, self.max_seq_length, batch_size)
         scores = log_softmax(np.asarray(logits_fn(padded), dtype=np.float32)[:len(chunk), :input_ids.shape[1]])
-        num_classes = scores.shape[-1]
+        self.num_classes = scores.shape[-1]
         for row, (s, w, start, end) in enumerate(chunk):
-            window_scores[(s, w)] = scores[row, 1:end - start + 1]
-    per_sequence = []
-    for s, ids in enumerate(sequences):
-        windows, owner = owners[s]
-        out = np.zeros((len(ids), num_classes), dtype=np.float32)
-        for w, (start, end) in enumerate(windows):
-            mine = owner[start:end] == w
-            out[start:end][mine] = window_scores.pop((s, w))[mine]
-        per_sequence.append(out)
-    if label_list is None:
-        return [scores.argmax(-1).astype(np.int64) for scores in per_sequence]
-    return constrained_decode(per_sequence, label_list)
+            self.window_scores[(s, w)] = scores[row, 1:end - start + 1]
+
+    def label_ids(self, label_list=None):
+        """Per sequence its label ids, once every window is scored (see :func:`predict_label_ids`)."""
+        assert not self.remaining(), "windows left to score"
+        per_sequence = []
+        for s, ids in enumerate(self.sequences):
+            windows, owner = self.owners[s]
+            out = np.zeros((len(ids), self.num_classes), dtype=np.float32)
+            for w, (start, end) in enumerate(windows):
+                mine = owner[start:end] == w
+                out[start:end][mine] = self.window_scores.pop((s, w))[mine]
+            per_sequence.append(out)
+        if label_list is None:
+            return [scores.argmax(-1).astype(np.int64) for scores in per_sequence]
+        return constrained_decode(per_sequence, label_list)
 
 
 SHAPE_MULTIPLE = 8
@@ -492,6 +517,11 @@ def predict_entities(logits_fn, texts, encoder, label_list, max_seq_length, batc
     """Texts → per text a list of {'type', 'text', 'start', 'end'} with character offsets into the text."""
     sequences = [encoder.encode(list(text)) for text in texts]
     preds = predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list)
+    return entities_from_label_ids(texts, preds, label_list)
+
+
+def entities_from_label_ids(texts, preds, label_list):
+    """Per text its entities ({'type', 'text', 'start', 'end'}) from its characters' label ids."""
     results = []
     for text, pred in zip(texts, preds):
         labels = [label_list[i] for i in pred]

@@ -35,8 +35,8 @@ RECIPES = {
                     teacher_save_steps=1000, ofa_lr=5e-4, ofa_epochs=2.0, ofa_steps=1500, ofa_save_steps=500),
     "pretrained": dict(work_dir=os.path.join(REPO, "tmp", "msra_pretrained_cpu"),
                        results=os.path.join(REPO, "results", "msra_pretrained_cpu.json"),
-                       width_mult_list=[1.0, 0.75, 0.5], teacher_lr=3e-4, teacher_epochs=1.9, teacher_steps=2400,
-                       teacher_save_steps=600, ofa_lr=2e-4, ofa_epochs=1.0, ofa_steps=1000, ofa_save_steps=500),
+                       width_mult_list=[1.0, 0.75, 0.5], teacher_lr=3e-4, teacher_epochs=0.8, teacher_steps=1000,
+                       teacher_save_steps=500, ofa_lr=2e-4, ofa_epochs=0.6, ofa_steps=700, ofa_save_steps=350),
 }
 
 
