@@ -277,10 +277,15 @@ def check_checkpoint_on_every_rank(found, world_size, output_dir):
                         "checkpoint directory to every machine first)")
 
 
+RANK_SEED_OFFSET = 0x9E3779B1  # odd, ~0.62 * 2**32: ranks' seeds lie far apart for any realistic step count
+
+
 def dropout_seed(seed, step, rank):
     """The seed set before each step: repeatable for --resume, different on each rank (so data-parallel
-    processes draw different dropout masks, as independent batches should)."""
-    return seed * 1000003 + step + rank * (1 << 32)
+    processes draw different dropout masks, as independent batches should). ``paddle.seed`` keeps only the low
+    32 bits: the rank's share must live there (it was ``rank << 32`` once, and every rank drew rank 0's masks).
+    Rank 0 gets what a single process always got."""
+    return (seed * 1000003 + step + rank * RANK_SEED_OFFSET) % (1 << 32)
 
 
 def clock():

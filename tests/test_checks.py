@@ -1,4 +1,5 @@
 """What the project checks is what users run (issue 9): each test here failed on the code before its fix."""
+import json
 import logging
 import os
 import shutil
@@ -309,21 +310,6 @@ def test_a_rank_without_batches_is_an_error():
         fake_trainer([], num_steps=5, rank=1, world_size=2).run(None, None, {})
 
 
-def test_each_rank_draws_its_own_dropout(monkeypatch):
-    import paddle
-
-    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
-    trainers = [fake_trainer([[0], [1]], num_steps=2, rank=rank, logging_steps=100, save_steps=100)
-                for rank in (0, 1)]
-    seeds = []
-    monkeypatch.setattr(paddle, "seed", lambda value: seeds.append(value))
-    for trainer in trainers:
-        trainer.run(lambda i, l: {}, lambda step, epoch: None, {})
-    rank0, rank1 = seeds[:2], seeds[2:]
-    assert len(set(rank0 + rank1)) == 4
-    assert rank0 == [42 * 1000003, 42 * 1000003 + 1]  # single-process runs repeat earlier results
-
-
 def test_benchmark_checks_the_run_before_making_int8(tmp_path):
     bench = tmp_path / "bench.txt"
     bench.write_text("王伟在北京\n", encoding="utf-8")
@@ -331,12 +317,88 @@ def test_benchmark_checks_the_run_before_making_int8(tmp_path):
         benchmark.main(benchmark.parse_args(["--from_msra_run", str(tmp_path / "nothing"), "--bench_file", str(bench)]))
 
 
-def test_resume_needs_the_checkpoint_on_every_process(tmp_path):
-    training.check_checkpoint_on_every_rank(0, 2, "out")
-    training.check_checkpoint_on_every_rank(2, 2, "out")
-    with pytest.raises(cli.UserError, match="1 of 2 processes see out/checkpoint.*shared file system"):
-        training.check_checkpoint_on_every_rank(1, 2, "out")
-    assert cli.count_on_ranks(True, 1) == 1 and cli.count_on_ranks(False, 1) == 0
+TWO_RANKS = """
+import json, os, sys
+sys.path.insert(0, {repo!r})
+sys.path.insert(0, {tests!r})
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from conftest import tiny_model
+from ner_ofa import cli, training
+
+rank, world_size = cli.init_distributed()
+paddle.set_device("cpu")
+out = {{"rank": rank}}
+
+
+def trainer(output_dir):
+    args = type("Args", (), {{"resume": True, "seed": 42, "logging_steps": 100, "save_steps": 100,
+                             "output_dir": output_dir, "batch_size": 1, "max_steps": 4, "learning_rate": 0.1,
+                             "warmup_proportion": 0.0, "weight_decay": 0.0}})
+    encoder = type("E", (), {{"cls_id": 2, "sep_id": 3, "pad_id": 0}})
+    return training.Trainer(args, tiny_model(), [([5, 6], [0, 0])] * 8, encoder, rank, world_size)
+
+
+# dropout: the masks each rank draws in the trainer's own step loop, from step 0 and resumed at step 2
+def masks(first_step):
+    return {{step: "".join("1" if v else "0" for v in F.dropout(paddle.ones([64]), p=0.5).numpy() > 0)
+            for step, _, _ in trainer("unused")._batches(first_step)}}
+
+
+out["masks"], out["resumed_masks"] = masks(0), masks(2)
+
+# --resume: the checkpoint on rank 0's disk only (OUTPUT_DIR not shared), then on both
+for case, has_checkpoint in (("rank0_only", rank == 0), ("all", True)):
+    output_dir = os.path.join({root!r}, case, f"rank{{rank}}")
+    t = trainer(output_dir)
+    if has_checkpoint:
+        training.save_checkpoint(output_dir, t.model, t.optimizer, {{"step": 3, "state": {{"best": 0.5}}}})
+    try:
+        out[case] = {{"step": t._resume({{}})}}
+    except cli.UserError as error:
+        out[case] = {{"error": str(error)}}
+print("RESULT " + json.dumps(out), flush=True)
+cli.barrier(world_size)
+"""
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """What 2 processes under paddle.distributed.launch see: the dropout masks of their first steps, and what
+    --resume does with a checkpoint on one process's disk or on both. {rank: result}."""
+    root = tmp_path_factory.mktemp("two_ranks")
+    script = root / "two_ranks.py"
+    script.write_text(TWO_RANKS.format(repo=REPO, tests=os.path.join(REPO, "tests"), root=str(root)),
+                      encoding="utf-8")
+    proc = subprocess.run([*cli.launch_command(2, root / "log"), str(script)], capture_output=True, text=True,
+                          timeout=600, cwd=str(root), env=dict(os.environ, OMP_NUM_THREADS="1"))
+    logs = "".join(open(p, encoding="utf-8", errors="replace").read()
+                   for p in sorted((root / "log").glob("workerlog.*")))
+    assert proc.returncode == 0, logs[-3000:] + proc.stderr[-2000:]
+    results = [json.loads(line[len("RESULT "):]) for line in logs.splitlines() if line.startswith("RESULT ")]
+    return {r["rank"]: r for r in results}
+
+
+def test_each_rank_draws_its_own_dropout(two_ranks):
+    """Real dropout masks, drawn in the trainer's step loop on 2 processes: each rank its own (rank << 32 in the
+    seed used to vanish in paddle.seed's 32 bits: both ranks drew the same masks), and the same again when the
+    loop resumes at a later step."""
+    assert sorted(two_ranks) == [0, 1]
+    for rank, result in two_ranks.items():
+        assert len(result["masks"]) >= 2 and len(set(result["masks"].values())) == len(result["masks"])
+        assert result["resumed_masks"] == {k: v for k, v in result["masks"].items() if int(k) >= 2}
+    for step, mask in two_ranks[0]["masks"].items():
+        assert two_ranks[1]["masks"][step] != mask, step
+
+
+def test_resume_needs_the_checkpoint_on_every_process(two_ranks):
+    """A checkpoint only rank 0 can see (OUTPUT_DIR on a disk of its own) stops every process with one line;
+    one every process sees is resumed by all."""
+    for rank in (0, 1):
+        assert "1 of 2 processes see" in two_ranks[rank]["rank0_only"].get("error", ""), two_ranks[rank]
+        assert "shared file system" in two_ranks[rank]["rank0_only"]["error"]
+        assert two_ranks[rank]["all"] == {"step": 3}
 
 
 def test_int8_reduce_range_follows_vnni():

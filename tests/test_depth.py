@@ -50,16 +50,33 @@ def test_width_and_depth_pairs_train_export_and_predict(trained, tmp_path):
     assert np.abs(static_fn(ids) - backends.dynamic_logits_fn(full)(ids)).max() > 1e-3  # not the full model
 
 
-def test_pairs_per_step_draws_largest_smallest_and_others(monkeypatch):
+def test_pairs_per_step_draws_largest_smallest_and_others():
+    """The pairs a step trains are drawn from (seed, step) alone: the same on every data-parallel rank and after
+    --resume. Checked through the trainer's own step loop, which seeds Paddle per (step, rank) for dropout, with
+    every random generator a step may touch (Paddle's, NumPy's, Python's) used between the draws as a step would."""
+    import random
+
     import paddle
+    from test_checks import fake_trainer
 
     pairs = run_msra_ner_ofa.Pairs([1.0, 0.75, 0.5], [1.0, 0.5], per_step=3)
     assert len(pairs.all) == 6 and pairs.all[0] == (1.0, 1.0) and pairs.all[-1] == (0.5, 0.5)
-    draws = [pairs.this_step(42, step) for step in range(20)]
-    paddle.seed(99)  # nothing rank-dependent (Paddle's generator is seeded per rank) changes a draw
-    assert [pairs.this_step(42, step) for step in range(20)] == draws
-    assert all(len(d) == 3 and d[0] == (1.0, 1.0) and d[-1] == (0.5, 0.5) for d in draws)
-    assert len({d[1] for d in draws}) == 4  # every other pair gets drawn
+
+    def draws(rank, first_step):
+        trainer = fake_trainer([[i] for i in range(20)], num_steps=20, rank=rank)
+        out = {}
+        for step, _, _ in trainer._batches(first_step):
+            trainer.step = step  # what Trainer.run sets, and Distillation draws with
+            out[step] = pairs.this_step(trainer.args.seed, trainer.step)
+            paddle.rand([rank + 3]), np.random.rand(rank + 2), random.random()  # dropout and friends
+        return out
+
+    rank0 = draws(0, 0)
+    assert draws(1, 0) == rank0  # another rank
+    resumed = draws(0, 7)
+    assert resumed == {step: rank0[step] for step in range(7, 20)}  # --resume at step 7
+    assert all(len(d) == 3 and d[0] == (1.0, 1.0) and d[-1] == (0.5, 0.5) for d in rank0.values())
+    assert len({d[1] for d in rank0.values()}) == 4  # every other pair gets drawn
     assert run_msra_ner_ofa.Pairs([1.0, 0.5], [1.0], per_step=0).this_step(42, 0) == [(1.0, 1.0), (0.5, 1.0)]
     assert supernet.kept_layers(0.5, 2) == [0]
 
