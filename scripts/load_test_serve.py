@@ -6,17 +6,24 @@
 Starts serve.py on a free loopback port, runs each client count in turn (bounded: --sentences requests per phase,
 --max_seconds per phase), and records per phase throughput (texts/s, chars/s), p50/p99 request latency, errors (must
 be 0), and the server's resident memory; then labels the same sentences in-process through predict.py's code path
-(the ceiling: no HTTP, all texts in one call) and checks the server's answers equal it. Writes results/serve_cpu.json.
+(the ceiling: no HTTP, all texts in one call) and checks the server's answers equal it. Then the attack phases:
+--attack_clients well-behaved clients alone, and again while (a) --slow_connections connections send headers and a
+few body bytes and stall, (b) --hang_ups_per_s clients a second send a request and hang up, (c) one client sends a
+maximal request (--max_texts x --max_text_chars of serve.py's defaults) every second; per phase the good clients'
+throughput, p50/p99 and errors, what the attackers got, and the server's memory. Writes results/serve_cpu.json.
 """
 import argparse
+import collections
 import concurrent.futures
 import http.client
 import json
 import os
+import select
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +56,13 @@ def parse_args(argv=None):
     p.add_argument("--batch_wait_ms", type=float, default=5.0, help="serve.py --batch_wait_ms")
     p.add_argument("--memory_requests", type=int, default=3000,
                    help="extra requests of varied lengths (1-16 sentences) to watch the server's memory over")
+    p.add_argument("--attack_clients", type=int, default=16, help="well-behaved clients in the attack phases")
+    p.add_argument("--attack_requests", type=int, default=600,
+                   help="requests the good clients send per attack phase (one sentence each)")
+    p.add_argument("--attack_seconds", type=float, default=60, help="an attack phase stops after this long")
+    p.add_argument("--slow_connections", type=int, default=100, help="attack (a): stalled connections kept open")
+    p.add_argument("--hang_ups_per_s", type=float, default=200, help="attack (b): requests sent and abandoned a second")
+    p.add_argument("--maximal_every_s", type=float, default=1.0, help="attack (c): seconds between maximal requests")
     p.add_argument("--output", default=os.path.join(REPO, "results", "serve_cpu.json"), help="results JSON")
     return p.parse_args(argv)
 
@@ -69,7 +83,8 @@ def start_server(args):
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "serve.py"), "--model_dir", args.model_dir,
                              "--port", str(port), "--threads", str(args.threads), "--batch_wait_ms",
-                             str(args.batch_wait_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             str(args.batch_wait_ms), "--max_texts", str(SERVE_MAX_TEXTS),
+                             "--max_text_chars", str(SERVE_MAX_TEXT_CHARS)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -83,6 +98,115 @@ def start_server(args):
             time.sleep(0.5)
     proc.kill()
     raise UserError("serve.py did not answer /health within 180 s")
+
+
+class Attack(threading.Thread):
+    """One misbehaving kind of client, running until ``stop`` is set; ``outcomes`` counts what it got."""
+
+    def __init__(self, kind, port, args, sentences):
+        super().__init__(daemon=True)
+        self.kind, self.port, self.args, self.sentences = kind, port, args, sentences
+        self.stop, self.outcomes = threading.Event(), collections.Counter()
+
+    def run(self):
+        getattr(self, self.kind)()
+
+    def _connect(self):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def slow_bodies(self):
+        """Keep --slow_connections connections that sent their headers and 8 of 100 body bytes, then stalled."""
+        open_socks = []
+        while not self.stop.is_set():
+            while len(open_socks) < self.args.slow_connections and not self.stop.is_set():
+                try:
+                    s = self._connect()
+                    s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: 100\r\n\r\n{\"texts\"")
+                    open_socks.append(s)
+                    self.outcomes["opened"] += 1
+                except OSError:
+                    self.outcomes["connect_failed"] += 1
+                    break
+            readable, _, _ = select.select(open_socks, [], [], 0.2) if open_socks else ([], [], [])
+            for s in readable:  # the server answered (408) or closed: open another in its place
+                try:
+                    head = s.recv(64)
+                except OSError:
+                    head = b""
+                self.outcomes[head[9:12].decode(errors="replace") if head.startswith(b"HTTP/1.1 ") else "closed"] += 1
+                s.close()
+                open_socks.remove(s)
+        for s in open_socks:
+            s.close()
+
+    def hang_ups(self):
+        """--hang_ups_per_s clients a second: a request of 8 sentences sent in full, then the connection closed."""
+        body = json.dumps({"texts": self.sentences[:8]}, ensure_ascii=False).encode()
+        request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        interval, next_at = 1.0 / self.args.hang_ups_per_s, time.perf_counter()
+        while not self.stop.is_set():
+            try:
+                with self._connect() as s:
+                    s.sendall(request)
+                self.outcomes["sent_and_left"] += 1
+            except OSError:
+                self.outcomes["connect_failed"] += 1
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+
+    def maximal_requests(self):
+        """Every --maximal_every_s seconds, a new request of serve.py's largest allowed size, its answer awaited."""
+        text = "".join(self.sentences)
+        text = (text * (1 + SERVE_MAX_TEXT_CHARS // len(text)))[:SERVE_MAX_TEXT_CHARS]
+        texts = [text] * SERVE_MAX_TEXTS
+        threads = []
+
+        def one():
+            try:
+                status, _ = post(self.port, texts)
+                self.outcomes[str(status)] += 1
+            except OSError as error:
+                self.outcomes[type(error).__name__] += 1
+
+        while not self.stop.is_set():
+            thread = threading.Thread(target=one, daemon=True)
+            thread.start()
+            threads.append(thread)
+            self.outcomes["sent"] += 1
+            self.stop.wait(self.args.maximal_every_s)
+        for thread in threads:
+            thread.join(timeout=0.1)
+
+
+SERVE_MAX_TEXTS, SERVE_MAX_TEXT_CHARS = 64, 10000  # the server is started with these request limits
+
+
+def attack_phases(port, proc, sentences, args):
+    """The good clients alone, then under each attack; their numbers, the attackers' outcomes, the server's RSS."""
+    good = (sentences * (1 + args.attack_requests // len(sentences)))[:args.attack_requests]
+    phases = []
+    for kind in (None, "slow_bodies", "hang_ups", "maximal_requests"):
+        attack = Attack(kind, port, args, sentences) if kind else None
+        if attack:
+            attack.start()
+            time.sleep(2)  # the attack is under way before the good clients start
+        phase, _ = run_phase(port, good, args.attack_clients, args.attack_seconds)
+        if attack:
+            attack.stop.set()
+            attack.join(timeout=30)
+        phase.update(attack=kind or "none", attacker_outcomes=dict(attack.outcomes) if attack else {},
+                     server_rss_mib=rss_mib(proc.pid))
+        if phases:
+            phase["p99_vs_alone"] = round(phase["p99_ms"] / phases[0]["p99_ms"], 2)
+        phases.append(phase)
+        logger.info("attack %s: %d good requests, %d errors, p50 %.1f ms, p99 %.1f ms%s, server RSS %.0f MiB | "
+                    "attacker got %s", phase["attack"], phase["requests"], phase["errors"], phase["p50_ms"],
+                    phase["p99_ms"], f" ({phase['p99_vs_alone']}x alone)" if "p99_vs_alone" in phase else "",
+                    phase["server_rss_mib"], phase["attacker_outcomes"])
+        time.sleep(3)  # what an attack left behind drains before the next phase
+    return phases
 
 
 def rss_mib(pid):
@@ -200,6 +324,8 @@ def main(args):
             if (k + 1) % 500 == 0:
                 memory.append({"after_requests": served, "rss_mib": rss_mib(proc.pid)})
                 logger.info("memory: %d requests, server RSS %.0f MiB", served, memory[-1]["rss_mib"])
+        attacks = attack_phases(port, proc, sentences, args)
+        memory.append({"after_requests": served, "after": "attack phases", "rss_mib": rss_mib(proc.pid)})
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -212,6 +338,12 @@ def main(args):
                      "request": "one sentence per request, N clients concurrently, keep-alive off",
                      "threads": args.threads, "batch_wait_ms": args.batch_wait_ms},
         "in_process_ceiling": ceiling, "phases": phases, "server_memory": memory,
+        "attack_workload": {"good_clients": args.attack_clients, "good_requests": args.attack_requests,
+                            "max_seconds": args.attack_seconds, "slow_connections": args.slow_connections,
+                            "hang_ups_per_s": args.hang_ups_per_s, "maximal_every_s": args.maximal_every_s,
+                            "maximal_request": f"{SERVE_MAX_TEXTS} texts x {SERVE_MAX_TEXT_CHARS} characters",
+                            "server": "serve.py's defaults (timeouts, queue, connection limit)"},
+        "attack_phases": attacks,
     }
     model_io.write_json(args.output, result)
     print(json.dumps(result, indent=1, ensure_ascii=False))

@@ -102,3 +102,22 @@ def test_concurrent_requests_are_batched_and_answered_right(server):
 def test_health(server):
     status, data = request(server["port"], "GET", "/health")
     assert status == 200 and data["status"] == "ok" and data["kind"] == "static" and data["width_mult"] == 0.5
+
+
+def test_load_test_script_with_its_attack_phases(server, trained, tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import load_test_serve
+
+    out = tmp_path / "serve.json"
+    result = load_test_serve.main(load_test_serve.parse_args([
+        "--model_dir", server["static_dir"], "--data_file", os.path.join(trained["data_dir"], "test.tsv"),
+        "--clients", "2", "--sentences", "20", "--memory_requests", "0", "--attack_clients", "2",
+        "--attack_requests", "30", "--attack_seconds", "8", "--slow_connections", "5", "--hang_ups_per_s", "20",
+        "--maximal_every_s", "1", "--output", str(out)]))
+    phases = {p["attack"]: p for p in result["attack_phases"]}
+    assert list(phases) == ["none", "slow_bodies", "hang_ups", "maximal_requests"]
+    assert all(p["errors"] == 0 and p["requests"] == 30 for p in phases.values()), phases
+    assert phases["slow_bodies"]["attacker_outcomes"]["opened"] >= 5
+    assert phases["hang_ups"]["attacker_outcomes"]["sent_and_left"] >= 20
+    assert phases["maximal_requests"]["attacker_outcomes"]["sent"] >= 1
+    assert json.loads(out.read_text())["attack_phases"][1]["p99_vs_alone"] > 0
