@@ -133,8 +133,10 @@ def time_models(labellers, texts, repeats):
 
 
 def load_static(static_dir, threads, max_seq_length, batch_size):
-    fn, tokenizer, model_info = backends.load_static_export(static_dir, threads=threads)
-    return labeller(fn, utils.CharEncoder(tokenizer), model_info["labels"], max_seq_length, batch_size)
+    """texts -> entities with a static export, through the API predict.py uses."""
+    from ner_ofa import NerPredictor
+
+    return NerPredictor(static_dir, threads=threads, max_seq_length=max_seq_length, batch_size=batch_size)
 
 
 def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, repeats):

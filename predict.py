@@ -17,9 +17,9 @@ import json
 import os
 import sys
 
-import utils
-from ner_ofa import backends, cli, model_io
+from ner_ofa import cli
 from ner_ofa.cli import UserError
+from ner_ofa.predictor import NerPredictor
 
 
 def parse_args(argv=None):
@@ -39,28 +39,6 @@ def parse_args(argv=None):
     parser.add_argument("--precision", choices=["int8", "fp32"], default="int8",
                         help="which ONNX model of a quantize_model.py directory to run (--backend onnxruntime)")
     return parser.parse_args(argv)
-
-
-def load_predictor(model_dir, device="cpu", threads=2, backend="paddle", precision="int8"):
-    """Return (logits_fn, tokenizer, model_info) for a static export (its directory or PREFIX), an ONNX (INT8)
-    directory or a dygraph model dir."""
-    if backend == "paddle":
-        static = backends.load_static_export(model_dir, threads=threads, device=device)
-        if static is not None:
-            return static
-    model_info = model_io.read_model_info(model_dir)
-    if model_info is None:
-        raise UserError(f"{model_dir}: no {model_io.INFO_NAME}; give an exported or trained model directory")
-    if backend == "onnxruntime" or model_info.get("kind") == "onnx":
-        if model_info.get("kind") != "onnx":
-            raise UserError(f"{model_dir}: --backend onnxruntime needs a quantize_model.py output directory")
-        path = os.path.join(model_dir, model_info["onnx_int8" if precision == "int8" else "onnx_fp32"])
-        return backends.onnx_logits_fn(path, threads), model_io.load_tokenizer(model_dir), model_info
-    import paddle
-
-    paddle.set_device(device)
-    model, tokenizer, model_info = backends.load_inference_model(model_dir)
-    return backends.dynamic_logits_fn(model), tokenizer, model_info
 
 
 BOM = "\ufeff"
@@ -96,16 +74,12 @@ def split_lines(text):
 
 
 def main(args):
-    if args.batch_size <= 0:
-        raise UserError(f"--batch_size must be positive, got {args.batch_size}")
-    logits_fn, tokenizer, model_info = load_predictor(args.model_dir, args.device, args.threads, args.backend, args.precision)
-    max_seq_length = args.max_seq_length or model_info.get("max_seq_length", 128)
-    cli.check_max_seq_length(max_seq_length, model_info)
+    ner = NerPredictor(args.model_dir, args.device, args.threads, args.backend, args.precision, args.max_seq_length,
+                       args.batch_size)
     texts = read_texts(args)
     if not texts:
         raise UserError(f"{args.input_file or 'standard input'}: no text to label (empty input)")
-    results = utils.predict_entities(logits_fn, texts, utils.CharEncoder(tokenizer), model_info["labels"],
-                                     max_seq_length, args.batch_size)
+    results = ner(texts)
     for text, entities in zip(texts, results):
         if args.format == "json":
             print(json.dumps({"text": text, "entities": entities}, ensure_ascii=False))

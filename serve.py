@@ -37,10 +37,10 @@ import time
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-import predict
 import utils
 from ner_ofa import cli
 from ner_ofa.cli import UserError, logger
+from ner_ofa.predictor import NerPredictor
 
 CONFIG_ENV = "MSRA_NER_OFA_SERVE_CONFIG"  # how --workers > 1 hands the flags to each worker process
 
@@ -278,17 +278,15 @@ class FairLabeller:
 
 def load_labeller(args):
     """The model of --model_dir behind a FairLabeller with the flags' limits."""
-    logits_fn, tokenizer, model_info = predict.load_predictor(args.model_dir, "cpu", args.threads, args.backend,
-                                                              args.precision)
-    max_seq_length = args.max_seq_length or model_info.get("max_seq_length", 128)
-    cli.check_max_seq_length(max_seq_length, model_info)
+    ner = NerPredictor(args.model_dir, "cpu", args.threads, args.backend, args.precision, args.max_seq_length,
+                       args.batch_size)
+    max_seq_length = ner.max_seq_length
     max_queued = args.max_queued_windows
     if max_queued is None:
         max_queued = 2 * args.max_texts * len(utils.make_windows(args.max_text_chars, max_seq_length - 2))
-    labeller = FairLabeller(logits_fn, utils.CharEncoder(tokenizer), model_info["labels"], max_seq_length,
-                            args.batch_size, args.max_batch_texts, args.batch_wait_ms / 1000.0, args.max_queue,
-                            max_queued)
-    labeller.model_info = model_info
+    labeller = FairLabeller(ner.logits_fn, ner.encoder, ner.labels, max_seq_length, args.batch_size,
+                            args.max_batch_texts, args.batch_wait_ms / 1000.0, args.max_queue, max_queued)
+    labeller.model_info = ner.model_info
     return labeller
 
 
@@ -423,7 +421,7 @@ def main(args):
     if args.workers == 1:
         uvicorn.run(create_app(args), host=args.host, port=args.port, log_level="warning", **uvicorn_limits(args))
     else:
-        predict.load_predictor(args.model_dir, "cpu", 1, args.backend, args.precision)  # bad input: one line, here
+        NerPredictor(args.model_dir, "cpu", 1, args.backend, args.precision, args.max_seq_length)  # bad input: here
         os.environ[CONFIG_ENV] = json.dumps(vars(args))
         uvicorn.run("serve:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
                     log_level="warning", app_dir=os.path.dirname(os.path.abspath(__file__)), **uvicorn_limits(args))

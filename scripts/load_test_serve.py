@@ -31,9 +31,8 @@ sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 import benchmark  # noqa: E402
-import predict  # noqa: E402
 import utils  # noqa: E402
-from ner_ofa import cli, model_io  # noqa: E402
+from ner_ofa import NerPredictor, cli, model_io  # noqa: E402
 from ner_ofa.cli import UserError, logger  # noqa: E402
 
 
@@ -285,12 +284,11 @@ def main(args):
     else:
         model_shape = os.path.relpath(os.path.abspath(args.model_dir), REPO)
     sentences = ["".join(ex["chars"]) for ex in utils.read_ner_file(args.data_file)][:args.sentences]
-    logits_fn, tokenizer, model_info = predict.load_predictor(args.model_dir, threads=args.threads)
-    encoder, labels = utils.CharEncoder(tokenizer), model_info["labels"]
-    max_seq_length = model_info.get("max_seq_length", 128)
-    utils.predict_entities(logits_fn, sentences[:32], encoder, labels, max_seq_length, 32)  # warm-up
+    ner = NerPredictor(args.model_dir, threads=args.threads)
+    model_info = ner.model_info
+    ner(sentences[:32])  # warm-up
     start = time.perf_counter()
-    ceiling_answers = utils.predict_entities(logits_fn, sentences, encoder, labels, max_seq_length, 32)
+    ceiling_answers = ner(sentences)
     ceiling_seconds = time.perf_counter() - start
     chars = sum(len(s) for s in sentences)
     ceiling = {"texts_per_s": round(len(sentences) / ceiling_seconds, 1), "chars_per_s": round(chars / ceiling_seconds),

@@ -154,7 +154,7 @@ def test_unwritable_output_dir_as_file_parent(tmp_path, tiny_demo):
 
 def test_predict_window_longer_than_the_models_positions(trained, tmp_path):
     """A teacher's or supernet's model_info.json does not record max_position_embeddings: the limit comes from
-    its config.json, so predict (and serve, which loads through predict.load_predictor) refuse in one line."""
+    its config.json, so predict (and serve, which loads through ner_ofa.NerPredictor) refuse in one line."""
     import predict
 
     for model_dir in (trained["teacher"], trained["model_0.5"]):
@@ -164,7 +164,9 @@ def test_predict_window_longer_than_the_models_positions(trained, tmp_path):
                                                 "positions"):
             predict.main(predict.parse_args(["--model_dir", model_dir, "--max_seq_length", str(positions + 1),
                                              "--text", "王伟在北京"]))
-        _, _, info = predict.load_predictor(model_dir)
+        from ner_ofa.predictor import load_logits_fn
+
+        _, _, info = load_logits_fn(model_dir)
         assert info["max_position_embeddings"] == positions
 
 

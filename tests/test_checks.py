@@ -17,6 +17,7 @@ import run_msra_ner
 import run_msra_ner_ofa
 import utils
 from ner_ofa import backends, cli, model_io, training
+from ner_ofa.predictor import load_logits_fn
 
 
 def some_ids(seed=0):
@@ -32,7 +33,7 @@ def test_predict_on_a_supernet_dir_runs_its_width(trained, tmp_path):
     sub.eval()
     ids = some_ids()
     want = backends.dynamic_logits_fn(sub)(ids)
-    got, _, info = predict.load_predictor(trained["model_0.5"])
+    got, _, info = load_logits_fn(trained["model_0.5"])
     assert info["width_mult"] == 0.5
     np.testing.assert_allclose(got(ids), want, rtol=0, atol=1e-5)
     # the same weights at full width compute something else

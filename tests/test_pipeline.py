@@ -88,6 +88,21 @@ def test_predict_static_equals_dynamic(chain, capsys):
         assert text[entity["start"]:entity["end"]] == entity["text"]
 
 
+def test_python_api_labels_like_predict(chain, capsys):
+    """ner_ofa.NerPredictor, what a notebook imports: the same entities predict.py prints, for a list or one text."""
+    from ner_ofa import NerPredictor
+
+    text = "三月五日，王伟在北京的人民银行会见了李娜。" * 6
+    static_dir = os.path.join(chain["root"], "export", "static")
+    predict.main(predict.parse_args(["--model_dir", static_dir, "--text", text, "--text", "李娜去了上海。"]))
+    printed = [json.loads(line)["entities"] for line in capsys.readouterr().out.splitlines()]
+    ner = NerPredictor(static_dir)
+    assert ner([text, "李娜去了上海。"]) == printed and ner(text) == printed[0] and printed[0]
+    assert NerPredictor(chain["export"]["sub_model_output_dir"])([text]) == printed[:1]  # a dygraph directory
+    with pytest.raises(cli.UserError, match="exceeds the model's"):
+        NerPredictor(static_dir, max_seq_length=100000)
+
+
 def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
     """A user's own data: 8 entity types (17 BIO labels) from labels.txt, no dev.tsv (dev carved from train)."""
     types = [f"T{i}" for i in range(8)]

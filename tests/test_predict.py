@@ -54,7 +54,9 @@ def test_long_text_entities_near_window_edges_survive():
 def use_rule_model(monkeypatch):
     """predict.main with the rule model instead of a model directory."""
     enc = utils.CharEncoder(FakeTokenizer)
-    monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: (rule_model(enc), FakeTokenizer,
+    from ner_ofa import predictor
+
+    monkeypatch.setattr(predictor, "load_logits_fn", lambda *a, **k: (rule_model(enc), FakeTokenizer,
                                                                       {"labels": LABELS, "max_seq_length": 32}))
 
 
