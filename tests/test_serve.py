@@ -77,7 +77,7 @@ def test_answers_equal_predict(server):
     (json.dumps({"texts": ["a"] * 9}).encode(), 413, "at most 8"),
     (b"[" * 5000, 400, "not JSON"),  # nested past Python's recursion limit
     (b'{"texts": ["\\ud800"]}', 422, "lone surrogate"),
-    (b'{"texts": ["a"]}' + b" " * 30000, 413, "bytes; at most"),  # refused before it is all read
+    (b'{"texts": ["a"]}' + b" " * 60000, 413, "bytes; at most"),  # refused before it is all read (limit 49,088)
 ])
 def test_bad_requests_get_4xx_and_the_server_goes_on(server, raw, status, message):
     got, data = request(server["port"], "POST", "/predict", raw=raw)
