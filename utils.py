@@ -1,15 +1,21 @@
 """What the three stages share about the data and its scores: the NER data format (read, write, validate), label
 sets, the dev split, PaddleNLP's ``msra_ner``; characters to ids, windows and batches of features; BIO decoding
-and PaddleNLP ChunkEvaluator scoring, and text -> entities."""
+and PaddleNLP ChunkEvaluator scoring, and text -> entities. It is the bottom of the design: it imports nothing
+of this project (ner_ofa/ builds on it), and so it defines the project's logger and its bad-input error."""
 import hashlib
 import json
+import logging
 import os
 import random
 import re
 
 import numpy as np
 
-from ner_ofa.cli import UserError, logger
+logger = logging.getLogger("msra_ner_ofa")
+
+
+class UserError(Exception):
+    """Bad input (data, flags, model directories): reported as one line, exit code 2, nothing written."""
 
 TOKEN_SEP = "\x02"
 

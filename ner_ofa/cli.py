@@ -10,11 +10,7 @@ import time
 
 import numpy as np
 
-logger = logging.getLogger("msra_ner_ofa")
-
-
-class UserError(Exception):
-    """Bad input (data, flags, model directories): reported as one line, exit code 2, nothing written."""
+from utils import UserError, logger  # noqa: F401 (defined at the bottom of the design; every script imports them from here)
 
 
 SUPPORTED = {
