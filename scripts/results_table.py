@@ -1,4 +1,4 @@
-"""Print the README's result tables (Markdown) from results/msra_cpu.json and results/benchmark_cpu.json."""
+"""Print the result tables of README.md and docs/results.md (Markdown) from the JSON files in results/."""
 import json
 import os
 import sys
@@ -19,19 +19,38 @@ def msra_table(path):
     def cell(row, key, fmt):
         return format(row[key], fmt) if row.get(key) is not None else "—"
 
+    lac = next((row["latency_seconds"] for row in r["rows"] if row["name"] == "LAC"), None)
     columns = [("model", False)] + [(title, True) for title in ("parameters", "dev F1", "test P", "test R", "test F1",
-                                                                 "F1 vs teacher", "latency (s)")]
+                                                                 "F1 vs teacher", "latency (s)", "time vs LAC")]
     lines = markdown_table(columns, [[row["name"], cell(row, "parameters", ","), cell(row, "dev_f1", ".4f"),
                                       cell(row, "test_precision", ".4f"), cell(row, "test_recall", ".4f"),
                                       cell(row, "test_f1", ".4f"),
                                       f"{100 * row['f1_vs_teacher']:.2f} %" if row.get("f1_vs_teacher") else "—",
-                                      cell(row, "latency_seconds", ".3f")] for row in r["rows"]])
+                                      cell(row, "latency_seconds", ".3f"),
+                                      f"{row['latency_seconds'] / lac:.2f}x" if lac else "—"] for row in r["rows"]])
     s = r["stage_seconds"]
     lines.append("")
     lines.append(f"Teacher {r['teacher_config']} trained {r['teacher_steps']} steps (best dev step); wall time: teacher "
                  f"{s['teacher'] / 60:.1f} min, OFA {s['ofa'] / 60:.1f} min, export {s['export'] / 60:.1f} min. "
                  f"Hardware: {r['hardware']}. Latency: {r['latency_workload']['characters']:,} characters, "
                  f"{r['latency_workload']['threads']} threads, batch {r['latency_workload']['batch_size']}.")
+    return "\n".join(lines)
+
+
+def serve_attack_table(path):
+    r = json.load(open(path))
+    if "attack_phases" not in r:
+        return "(no attack phases in this file)"
+    columns = [("phase", False), ("good requests", True), ("errors", True), ("texts/s", True), ("p50 ms", True),
+               ("p99 ms", True), ("p99 vs alone", True), ("server RSS MiB", True), ("what the attacker got", False)]
+    lines = markdown_table(columns, [[p["attack"], str(p["requests"]), str(p["errors"]), f"{p['texts_per_s']:.1f}",
+                                      f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}",
+                                      f"{p['p99_vs_alone']:.2f}x" if "p99_vs_alone" in p else "—",
+                                      f"{p['server_rss_mib']:.0f}",
+                                      ", ".join(f"{k}: {v}" for k, v in sorted(p["attacker_outcomes"].items())) or "—"]
+                                     for p in r.get("attack_phases", [])])
+    lines.append("")
+    lines.append(f"{r['attack_workload']}; {r['hardware']}.")
     return "\n".join(lines)
 
 
@@ -52,7 +71,8 @@ def bench_table(path):
 
 
 if __name__ == "__main__":
-    for name, fn in (("msra_cpu.json", msra_table), ("benchmark_cpu.json", bench_table)):
+    for name, fn in (("msra_pretrained_cpu.json", msra_table), ("msra_cpu.json", msra_table),
+                     ("benchmark_cpu.json", bench_table), ("serve_cpu.json", serve_attack_table)):
         path = os.path.join(REPO, "results", name)
         if os.path.isfile(path):
             print(f"### {name}\n\n{fn(path)}\n")
