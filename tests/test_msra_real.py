@@ -20,13 +20,18 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_msra_slice_teacher_ofa_export(tmp_path):
+    """A small random-init BERT on a slice of MSRA, through the three stages. Quality floor: the teacher must learn
+    what it is given -- the test slice (with its longest sentence, over 1,000 characters, scored in overlapping
+    windows) is in its training data on purpose: from random init, generalising to unseen MSRA sentences takes
+    thousands of steps, remembering 80 sentences a few hundred (seen: test F1 0.65 after 400 steps). A pipeline
+    that misaligns labels, windows or offsets anywhere between the files and the scores stays far below."""
     train = utils.read_ner_file(os.path.join(MSRA, "train.tsv"))[:300]
     test = utils.read_ner_file(os.path.join(MSRA, "test.tsv"))
     longest = max(test, key=lambda e: len(e["chars"]))
     test = test[:80] + [longest]
     data = tmp_path / "data"
     data.mkdir()
-    utils.write_ner_file(str(data / "train.tsv"), train)
+    utils.write_ner_file(str(data / "train.tsv"), train + test)
     utils.write_ner_file(str(data / "test.tsv"), test)
     model = tmp_path / "bert_small"
     model.mkdir()
@@ -36,18 +41,21 @@ def test_msra_slice_teacher_ofa_export(tmp_path):
     (model / "config.json").write_text(json.dumps(config))
 
     common = ["--data_dir", str(data), "--device", "cpu", "--max_seq_length", "64", "--batch_size", "16",
-              "--logging_steps", "10", "--save_steps", "10"]
+              "--logging_steps", "100", "--learning_rate", "1e-3"]
     teacher = run_msra_ner.main(run_msra_ner.parse_args(
-        ["--model_name_or_path", str(model), "--output_dir", str(tmp_path / "t"), "--learning_rate", "1e-3",
-         "--max_steps", "20", *common]))
+        ["--model_name_or_path", str(model), "--output_dir", str(tmp_path / "t"), "--max_steps", "400",
+         "--save_steps", "100", *common]))
     metrics = model_io.read_json(str(tmp_path / "t" / "model_best" / "metrics.json"))
     assert metrics["test"]["characters"] == sum(len(e["chars"]) for e in test) and len(longest["chars"]) > 1000
     assert model_io.read_json(str(tmp_path / "t" / "model_best" / "model_info.json"))["labels"] == \
         ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
-    assert teacher["curve"][0]["dev"]["sentences"] == 30  # 0.1 of train held out
+    assert teacher["curve"][0]["dev"]["sentences"] == 38  # 0.1 of train held out
+    assert teacher["test"]["f1"] >= 0.45, teacher["test"]
     summary = run_msra_ner_ofa.main(run_msra_ner_ofa.parse_args(
         ["--model_name_or_path", str(tmp_path / "t" / "model_best"), "--output_dir", str(tmp_path / "o"),
-         "--learning_rate", "1e-3", "--max_steps", "4", "--width_mult_list", "1.0", "0.5", *common]))
+         "--max_steps", "4", "--save_steps", "4", "--width_mult_list", "1.0", "0.5", *common]))
     assert set(summary["widths"]) == {"1.0", "0.5"}
+    # 4 distillation steps keep most of it (seen: 0.61 at width 1.0, 0.49 at 0.5)
+    assert summary["widths"]["1.0"]["test_f1"] >= 0.4 and summary["widths"]["0.5"]["test_f1"] >= 0.3, summary
     result = export_stage.main(export_args(str(tmp_path / "o" / "model_0.5"), str(tmp_path / "e")))
     assert result["parity_max_abs_diff"] <= 1e-4
