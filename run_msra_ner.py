@@ -12,7 +12,7 @@ import os
 import time
 
 import utils
-from ner_ofa import backends, cli, model_io, training
+from ner_ofa import backends, cli, distributed, model_io, training
 from ner_ofa.cli import logger
 
 
@@ -103,7 +103,7 @@ def main(args):
         model_io.write_json(os.path.join(args.output_dir, "metrics.json"), result)
         logger.info("best model: %s | metrics: %s", best.path, os.path.join(args.output_dir, "metrics.json"))
     training.end_run_record()
-    cli.barrier(world_size)
+    distributed.barrier(world_size)
     return result
 
 

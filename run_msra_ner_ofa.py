@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import utils
-from ner_ofa import backends, cli, model_io, supernet, training
+from ner_ofa import backends, cli, distributed, model_io, supernet, training
 from ner_ofa.cli import logger
 
 
@@ -253,7 +253,7 @@ def main(args):
         model_io.write_json(os.path.join(args.output_dir, "summary.json"), summary)
         logger.info("summary: %s", os.path.join(args.output_dir, "summary.json"))
     training.end_run_record()
-    cli.barrier(world_size)
+    distributed.barrier(world_size)
     return summary
 
 

@@ -1,15 +1,14 @@
 """The command line every script shares: user errors, version checks, logging, the shared flags, and the start
-of a training process (distributed environment, device, seed)."""
+of a training process (distributed environment, device, seed). The collective runtime is ner_ofa/distributed.py."""
 import argparse
-import itertools
 import logging
 import os
 import random
 import sys
-import time
 
 import numpy as np
 
+from ner_ofa import distributed
 from utils import UserError, logger  # noqa: F401 (defined at the bottom of the design; every script imports them from here)
 
 
@@ -198,7 +197,7 @@ def validate_common_args(args):
 def start_training_process(args):
     """What every training stage does first: distributed env, logging, versions, flags, device, seed.
     Returns (rank, world_size, versions)."""
-    rank, world_size = init_distributed()
+    rank, world_size = distributed.init_distributed()
     setup_logging(rank)
     versions = check_versions()
     validate_common_args(args)
@@ -232,58 +231,8 @@ def set_seed(seed):
     paddle.seed(seed)
 
 
-def init_distributed():
-    """Return (rank, world_size); initialise the collective env under paddle.distributed.launch."""
-    import paddle.distributed as dist
-
-    world_size = dist.get_world_size()
-    if world_size > 1:
-        dist.init_parallel_env()
-    return dist.get_rank(), world_size
-
-
-_BARRIER_COUNT = itertools.count()
-
-
-def launch_command(procs, log_dir):
-    """The command prefix that runs a script on ``procs`` local processes (Paddle's collective launcher)."""
-    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(procs), "--log_dir",
-            str(log_dir)]
-
-
-def barrier(world_size):
-    """Wait until every process gets here. Not ``dist.barrier()``: on the CPU its gloo backend gives up after
-    30 s, shorter than rank 0's dev evaluation or test scoring while the others wait; this counts arrivals in the
-    launch's TCP store and polls it, without a deadline. Every process must call it the same number of times.
-    The store lives in rank 0, so rank 0 also waits until every process has seen the count and left: a last
-    barrier before rank 0 exits must not take the store away from a process still polling it."""
-    if world_size > 1:
-        from paddle.base import core
-        from paddle.distributed import get_rank
-
-        store = core.create_or_get_global_tcp_store()
-        key = f"ner_ofa/barrier/{next(_BARRIER_COUNT)}"
-        for counter in (key, key + "/left"):
-            store.add(counter, 1)
-            if counter == key or get_rank() == 0:
-                while store.add(counter, 0) < world_size:
-                    time.sleep(0.1)
-
-
 def args_to_dict(args):
     return {k: v for k, v in sorted(vars(args).items())}
-
-
-def count_on_ranks(flag, world_size):
-    """How many processes have ``flag`` true (an all-reduce; just ``int(flag)`` in a single process)."""
-    if world_size == 1:
-        return int(flag)
-    import paddle
-    import paddle.distributed as dist
-
-    total = paddle.to_tensor([int(flag)], dtype="int64")
-    dist.all_reduce(total)
-    return int(total.numpy()[0])
 
 
 def describe_run(args, world_size, versions):

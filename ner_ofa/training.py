@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from ner_ofa.cli import UserError, barrier, count_on_ranks, logger
+from ner_ofa.cli import UserError, logger
+from ner_ofa.distributed import barrier, count_on_ranks
 from ner_ofa.model_io import (
     fresh_save_dir,
     read_json,

@@ -25,7 +25,7 @@ import run_msra_ner  # noqa: E402
 import quantize_model  # noqa: E402
 import run_msra_ner_ofa  # noqa: E402
 import utils  # noqa: E402
-from ner_ofa import backends, cli, model_io, supernet, training  # noqa: E402
+from ner_ofa import backends, cli, distributed, model_io, supernet, training  # noqa: E402
 
 
 # Each recipe's defaults for the flags whose help says "recipe"; an explicit flag wins.
@@ -336,7 +336,7 @@ def run_stage(module, result_name, procs, work, argv):
 
     stage = os.path.splitext(os.path.basename(module.__file__))[0]
     log_dir = os.path.join(work, "launch_logs", stage)
-    cmd = [*cli.launch_command(procs, log_dir), module.__file__, *argv]
+    cmd = [*distributed.launch_command(procs, log_dir), module.__file__, *argv]
     cli.logger.info("%s on %d processes, logs in %s", stage, procs, log_dir)
     if subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1")).returncode != 0:
         raise cli.UserError(f"{stage} failed on {procs} processes: see {log_dir}/workerlog.*")

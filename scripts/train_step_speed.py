@@ -18,7 +18,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from ner_ofa import cli  # noqa: E402
+from ner_ofa import cli, distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -77,7 +77,7 @@ def run_setting(args, procs, threads, batch_size):
             str(args.vocab_size), "--seq_len", str(args.seq_len)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory() as logs:
-        start = cli.launch_command(procs, logs) if procs > 1 else [sys.executable]
+        start = distributed.launch_command(procs, logs) if procs > 1 else [sys.executable]
         proc = subprocess.run([*start, *argv], capture_output=True, text=True, env=env)
         log = os.path.join(logs, "workerlog.0")
         out = proc.stdout + (open(log, encoding="utf-8").read() if os.path.isfile(log) else "")

@@ -16,7 +16,7 @@ import predict
 import run_msra_ner
 import run_msra_ner_ofa
 import utils
-from ner_ofa import backends, cli, model_io, training
+from ner_ofa import backends, cli, distributed, model_io, training
 from ner_ofa.predictor import load_logits_fn
 
 
@@ -326,9 +326,9 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 from conftest import tiny_model
-from ner_ofa import cli, training
+from ner_ofa import cli, distributed, training
 
-rank, world_size = cli.init_distributed()
+rank, world_size = distributed.init_distributed()
 paddle.set_device("cpu")
 out = {{"rank": rank}}
 
@@ -360,7 +360,7 @@ for case, has_checkpoint in (("rank0_only", rank == 0), ("all", True)):
     except cli.UserError as error:
         out[case] = {{"error": str(error)}}
 print("RESULT " + json.dumps(out), flush=True)
-cli.barrier(world_size)
+distributed.barrier(world_size)
 """
 
 
@@ -372,7 +372,7 @@ def two_ranks(tmp_path_factory):
     script = root / "two_ranks.py"
     script.write_text(TWO_RANKS.format(repo=REPO, tests=os.path.join(REPO, "tests"), root=str(root)),
                       encoding="utf-8")
-    proc = subprocess.run([*cli.launch_command(2, root / "log"), str(script)], capture_output=True, text=True,
+    proc = subprocess.run([*distributed.launch_command(2, root / "log"), str(script)], capture_output=True, text=True,
                           timeout=600, cwd=str(root), env=dict(os.environ, OMP_NUM_THREADS="1"))
     logs = "".join(open(p, encoding="utf-8", errors="replace").read()
                    for p in sorted((root / "log").glob("workerlog.*")))

@@ -7,11 +7,11 @@ import subprocess
 from conftest import REPO
 
 import utils
-from ner_ofa import backends, cli, model_io
+from ner_ofa import backends, distributed, model_io
 
 
 def launch(script, log_dir, *args):
-    cmd = [*cli.launch_command(2, log_dir), os.path.join(REPO, script), "--device", "cpu", *args]
+    cmd = [*distributed.launch_command(2, log_dir), os.path.join(REPO, script), "--device", "cpu", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     logs = {os.path.basename(p): open(p, encoding="utf-8", errors="replace").read()
             for p in glob.glob(os.path.join(str(log_dir), "workerlog.*"))}
@@ -69,21 +69,21 @@ def test_two_processes_agree_at_every_depth(trained, tmp_path):
 
 def test_barrier_waits_longer_than_gloos_30_seconds(tmp_path):
     """Rank 0 alone evaluates dev or scores test while the others wait at a barrier: on the CPU, gloo's own
-    barrier gave up after 30 s (a real MSRA run died so); cli.barrier must wait as long as it takes."""
+    barrier gives up after 30 s; distributed.barrier must wait as long as it takes."""
     script = tmp_path / "wait.py"
     script.write_text(
         "import sys, time\n"
         f"sys.path.insert(0, {REPO!r})\n"
-        "from ner_ofa import cli\n"
-        "rank, world_size = cli.init_distributed()\n"
+        "from ner_ofa import distributed\n"
+        "rank, world_size = distributed.init_distributed()\n"
         "start = time.time()\n"
         "time.sleep(35 if rank == 0 else 0)\n"
-        "cli.barrier(world_size)\n"
+        "distributed.barrier(world_size)\n"
         "print(f'rank {rank} passed after {time.time() - start:.0f} s', flush=True)\n"
         "time.sleep(1 if rank == 0 else 0)\n"
-        "cli.barrier(world_size)  # rank 0, whose process holds the store, arrives last and exits at once\n"
+        "distributed.barrier(world_size)  # rank 0, whose process holds the store, arrives last and exits at once\n"
         "print(f'rank {rank} done', flush=True)\n", encoding="utf-8")
-    cmd = [*cli.launch_command(2, tmp_path / "log"), str(script)]
+    cmd = [*distributed.launch_command(2, tmp_path / "log"), str(script)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     logs = "".join(open(p, encoding="utf-8", errors="replace").read()
