@@ -135,9 +135,9 @@ def load_teacher_start(name_or_dir, num_labels, label_list):
     if not os.path.isfile(os.path.join(name_or_dir, WEIGHTS_NAME)):
         foreign = sorted(f for f in os.listdir(name_or_dir) if f.endswith(FOREIGN_WEIGHT_SUFFIXES))
         if foreign:
-            raise UserError(f"{name_or_dir}: has {', '.join(foreign)} but no {WEIGHTS_NAME}; this code reads only "
-                            f"Paddle weights (convert them, e.g. with PaddleNLP's converter), or remove them to "
-                            "train from random init on purpose")
+            raise UserError(f"{name_or_dir}: has {', '.join(foreign)} but no {WEIGHTS_NAME}; this code reads Paddle "
+                            "weights and Hugging Face pytorch_model.bin / model.safetensors (convert the others), or "
+                            "remove them to train from random init on purpose")
         model = BertForTokenClassification(config)
         return model, f"RANDOM INIT from {name_or_dir}/config.json (no weights in the directory)"
     model = BertForTokenClassification.from_pretrained(name_or_dir, config=config)

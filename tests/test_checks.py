@@ -220,8 +220,11 @@ def test_hub_names_with_a_slash_reach_paddlenlp(monkeypatch):
 def test_weights_this_code_cannot_read_are_an_error(tiny_demo, tmp_path):
     model_dir = tmp_path / "torch_bert"
     shutil.copytree(tiny_demo["model_dir"], model_dir)
-    (model_dir / "pytorch_model.bin").write_bytes(b"\0" * 16)
-    with pytest.raises(cli.UserError, match=r"has pytorch_model\.bin but no model_state\.pdparams"):
+    (model_dir / "tf_model.h5").write_bytes(b"\0" * 16)
+    with pytest.raises(cli.UserError, match=r"has tf_model\.h5 but no model_state\.pdparams"):
+        model_io.load_teacher_start(str(model_dir), 3, ["O", "B-X", "I-X"])
+    (model_dir / "pytorch_model.bin").write_bytes(b"\0" * 16)  # read as a Hugging Face checkpoint, and refused
+    with pytest.raises(cli.UserError, match=r"pytorch_model\.bin: cannot read the weights"):
         model_io.load_teacher_start(str(model_dir), 3, ["O", "B-X", "I-X"])
 
 
