@@ -36,7 +36,7 @@ RECIPES = {
     "pretrained": dict(work_dir=os.path.join(REPO, "tmp", "msra_pretrained_cpu"),
                        results=os.path.join(REPO, "results", "msra_pretrained_cpu.json"),
                        width_mult_list=[1.0, 0.75, 0.5], teacher_lr=3e-4, teacher_epochs=0.8, teacher_steps=1000,
-                       teacher_save_steps=500, ofa_lr=2e-4, ofa_epochs=0.6, ofa_steps=700, ofa_save_steps=350),
+                       teacher_save_steps=500, ofa_lr=2e-4, ofa_epochs=0.5, ofa_steps=600, ofa_save_steps=300),
 }
 
 
