@@ -7,7 +7,7 @@ Writes OUTPUT_DIR/model.onnx (fp32), OUTPUT_DIR/model.int8.onnx, the tokenizer a
 With --data_file (a test.tsv), also scores fp32 (Paddle Inference) and INT8 on it and reports the F1 change.
 Why dynamic INT8 in ONNX Runtime: weights are quantized per channel ahead of time and activations per batch at
 run time, so it needs no calibration data and no change to the model; on CPUs with AVX-512 VNNI its INT8 MatMuls
-are several times faster than fp32 (see README, benchmark).
+are several times faster than fp32 (docs/deploy.md, docs/results.md).
 """
 import argparse
 import os

@@ -261,9 +261,8 @@ def make_windows(length, size):
     nearest (at least 1), and the windows are only as long as ``n`` of them need to overlap by half a window
     (``size`` at most). So consecutive windows overlap by half a window, or, where full-size windows cannot, by
     no less than about a quarter: every character lies about ``size / 8`` or more from the edge of one window.
-    No window nearly repeats another, as a last window pinned to the text's end used to: 190 characters in
-    windows of 126 were (0, 126), (63, 189), (64, 190), now (0, 126), (64, 190); 127 were (0, 126), (1, 127),
-    now (0, 95), (32, 127)."""
+    No window nearly repeats another (a last window pinned to the text's end would): 190 characters in windows
+    of 126 are (0, 126), (64, 190); 127 are (0, 95), (32, 127)."""
     if length <= size:
         return [(0, length)]
     stride = max(1, size // 2)

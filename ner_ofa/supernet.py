@@ -86,9 +86,8 @@ def kept_layers(depth, num_layers):
     The DynaBERT paper's code: for i = 0 .. round(depth * L) - 1, keep layer floor(i / depth). At depth 0.5 of
     12 layers that is 0, 2, 4, 6, 8, 10: every other layer from the first, the last one dropped (of 4 layers: 0, 2).
     Chosen on dev over the rule of Paddle's DynaBERT scripts (floor(i / depth) - 1 for i = 1 .. round(depth * L),
-    which keeps the last layer): on a 4-layer MSRA teacher at depth 0.5, the paper's rule gave dev F1 0.605 cut
-    and untrained against 0.366, and 0.771 after 300 distillation steps against 0.666 (README, "Which layers a
-    depth keeps"). A depth typed with 4 decimals (0.6667, 0.3333) counts as the fraction it stands for. Depth 1.0
+    which keeps the last layer): scripts/compare_kept_layers.py, results/kept_layers_rule.json, docs/results.md.
+    A depth typed with 4 decimals (0.6667, 0.3333) counts as the fraction it stands for. Depth 1.0
     keeps all."""
     count = max(1, int(round(depth * num_layers)))
     return [min(num_layers - 1, int(math.floor(i / depth + 1e-3))) for i in range(count)]

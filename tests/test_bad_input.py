@@ -171,7 +171,7 @@ def test_predict_window_longer_than_the_models_positions(trained, tmp_path):
 
 
 def test_stage2_without_a_teacher_says_which_flag(tmp_path, capsys):
-    """Stage 2 used to default to bert-base-chinese, which is no teacher: "model directory not found"."""
+    """Stage 2 has no default teacher: without --model_name_or_path, argparse names the missing flag."""
     with pytest.raises(SystemExit) as exit_info:
         run_msra_ner_ofa.parse_args(["--output_dir", str(tmp_path / "o"), "--device", "cpu"])
     assert exit_info.value.code == 2

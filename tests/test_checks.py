@@ -1,4 +1,4 @@
-"""What the project checks is what users run (issue 9): each test here failed on the code before its fix."""
+"""What the project checks is what users run: each test here fails on the code without the fix it guards."""
 import json
 import logging
 import os
@@ -385,8 +385,8 @@ def two_ranks(tmp_path_factory):
 
 
 def test_each_rank_draws_its_own_dropout(two_ranks):
-    """Real dropout masks, drawn in the trainer's step loop on 2 processes: each rank its own (rank << 32 in the
-    seed used to vanish in paddle.seed's 32 bits: both ranks drew the same masks), and the same again when the
+    """Real dropout masks, drawn in the trainer's step loop on 2 processes: each rank its own (a rank term above
+    paddle.seed's 32 bits would vanish and both ranks would draw the same masks), and the same again when the
     loop resumes at a later step."""
     assert sorted(two_ranks) == [0, 1]
     for rank, result in two_ranks.items():
@@ -412,7 +412,7 @@ def test_int8_reduce_range_follows_vnni():
     assert backends.int8_reduce_range("aarch64", set()) is False
 
 
-# ---------------------------------------------------------------- issue 13: the original layout, made safe
+# ---------------------------------------------------------------- the original layout, made safe
 
 
 def original_layout_export(supernet_dir):

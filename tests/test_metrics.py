@@ -161,8 +161,8 @@ def test_evaluation_decodes_valid_bio(monkeypatch):
 
 
 def test_decode_memory_is_bounded_by_characters_not_sequences():
-    """256 texts of 100,000 characters used to be padded into one float64 block (~3 GB at 7 labels); chunks
-    are now bounded by padded characters, and decoding in chunks gives the same paths."""
+    """256 texts of 100,000 characters padded into one float64 block would take ~3 GB at 7 labels; chunks are
+    bounded by padded characters, and decoding in chunks gives the same paths."""
     lengths = [100_000] * 256 + [3, 50, 0, 7] * 100
     cells = 1 << 18
     chunks = utils.decode_chunks(lengths, cells)

@@ -188,8 +188,8 @@ def test_int8_model_loads_and_labels_like_fp32(chain, tmp_path, capsys):
     result = quantize_model.main(quantize_model.parse_args(
         ["--model_dir", static_dir, "--output_dir", str(tmp_path / "int8"),
          "--data_file", os.path.join(chain["data_dir"], "test.tsv")]))
-    # measured here: 0.00 points (F1 0.9026 both). A test set this small moves ~0.3-0.5 points per entity, so
-    # 1 point allows two entities to flip; a broken quantization moves many more.
+    # A test set this small moves ~0.3-0.5 points per entity, so 1 point allows two entities to flip; a broken
+    # quantization moves many more.
     assert os.path.isfile(result["onnx_int8"]) and abs(result["f1_change_points"]) <= 1.0, result["f1"]
     import onnx
 

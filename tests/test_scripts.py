@@ -48,11 +48,11 @@ def test_demo_script(tmp_path):
                                                                  "TEACHER_EPOCHS": "1", "OFA_EPOCHS": "1",
                                                                  "OMP_NUM_THREADS": "2"})
     assert "== prediction with the exported static width-0.5 model ==" in proc.stdout
-    # none of the third-party noise every stage used to start with (OMP_NUM_THREADS=2 triggers Paddle's advice)
+    # none of the known third-party noise at a stage's start (OMP_NUM_THREADS=2 triggers Paddle's advice)
     for noise in ("OMP_NUM_THREADS WISELY", "No ccache found", "Setuptools is replacing distutils",
                   "resetting the shape of the uninitialized Tensor"):
         assert noise not in proc.stderr, noise
-    # every stage's own log lines reach the user (importing Paddle after our logging setup used to silence them)
+    # every stage's own log lines reach the user (importing Paddle after our logging setup would silence them)
     for line in ("INFO test (best dev step", "INFO width 0.5 depth 1.0: best dev F1",
                  "INFO static model: ", "Paddle Inference + oneDNN vs the supernet at width 0.5: max |diff|"):
         assert line in proc.stderr, line
