@@ -37,6 +37,18 @@ def msra_table(path):
     return "\n".join(lines)
 
 
+def headline_table(path):
+    """The README's compact table: test F1, share of the teacher's, seconds for the workload, time against LAC."""
+    r = json.load(open(path))
+    lac = next((row["latency_seconds"] for row in r["rows"] if row["name"] == "LAC"), None)
+    columns = [("model", False), ("parameters", True), ("MSRA test F1", True), ("vs teacher", True),
+               ("seconds for 10,451 chars", True), ("time vs LAC", True)]
+    return "\n".join(markdown_table(columns, [
+        [row["name"], format(row["parameters"], ",") if row.get("parameters") else "—", f"{row['test_f1']:.4f}",
+         f"{100 * row['f1_vs_teacher']:.1f} %" if row.get("f1_vs_teacher") else "—", f"{row['latency_seconds']:.3f}",
+         f"{row['latency_seconds'] / lac:.2f}x" if lac else "—"] for row in r["rows"]]))
+
+
 def serve_attack_table(path):
     r = json.load(open(path))
     if "attack_phases" not in r:
@@ -71,7 +83,8 @@ def bench_table(path):
 
 
 if __name__ == "__main__":
-    for name, fn in (("msra_pretrained_cpu.json", msra_table), ("msra_cpu.json", msra_table),
+    for name, fn in (("msra_pretrained_cpu.json", headline_table), ("msra_pretrained_cpu.json", msra_table),
+                     ("msra_cpu.json", msra_table),
                      ("benchmark_cpu.json", bench_table), ("serve_cpu.json", serve_attack_table)):
         path = os.path.join(REPO, "results", name)
         if os.path.isfile(path):
