@@ -11,8 +11,8 @@ What a client gets when it misbehaves, so that the others keep being answered:
   4xx {"error": ...}  not JSON, no "texts", a wrong type, an empty list, a text over --max_text_chars, more than
                       --max_texts texts (413), a body over what those limits can take (413, before it is read)
   408                 the body did not arrive within --body_timeout seconds (the connection is closed)
-  503 + Retry-After   the queue is full: --max_queue requests waiting, or a request of more than one model call
-                      while --max_queued_windows windows wait
+  503 + Retry-After   the queue is full: --max_queue requests waiting, or a request larger than one model call
+                      and than its share (--max_queued_windows / --max_queue) while --max_queued_windows wait
   504                 no answer within --request_timeout seconds (its remaining work is dropped)
   (connection closed) request headers not complete within --idle_timeout seconds, or idle that long between
                       requests; more than --max_connections connections get 503 (uvicorn's limit_concurrency)
@@ -168,7 +168,10 @@ class FairLabeller:
         self.logits_fn, self.encoder, self.labels = logits_fn, encoder, labels
         self.max_seq_length, self.batch_size, self.max_batch_texts = max_seq_length, batch_size, max_batch_texts
         self.wait, self.max_queue = batch_wait, max_queue
-        self.max_queued_windows = max_queued_windows
+        self.max_queued_windows = max_queued_windows if max_queued_windows is not None else float("inf")
+        # a request of at most this many windows is admitted whatever waits (only --max_queue bounds it): one
+        # model call, or its share of the window budget among --max_queue requests
+        self.fair_share = max(batch_size, int(self.max_queued_windows // max_queue) if max_queued_windows else 0)
         self.incoming = queue.Queue()
         self.lock = threading.Lock()
         self.pending_requests = self.pending_windows = 0
@@ -185,8 +188,7 @@ class FairLabeller:
         with self.lock:
             if self.pending_requests >= self.max_queue:
                 raise Busy(f"{self.pending_requests} requests in the queue")
-            if windows > self.batch_size and self.max_queued_windows is not None and \
-                    self.pending_windows + windows > self.max_queued_windows:
+            if windows > self.fair_share and self.pending_windows + windows > self.max_queued_windows:
                 raise Busy(f"{self.pending_windows} windows of work waiting; this request needs {windows}")
             self.pending_requests += 1
             self.pending_windows += windows
@@ -389,7 +391,10 @@ class Protocol(H11Protocol):
 def uvicorn_limits(args):
     """uvicorn's own limits from the flags."""
     return dict(limit_concurrency=args.max_connections, timeout_keep_alive=args.idle_timeout, http=Protocol,
-                h11_max_incomplete_event_size=16 * 1024)
+                h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=SHUTDOWN_SECONDS)
+
+
+SHUTDOWN_SECONDS = 5  # on SIGTERM, requests in progress get this long before the server exits anyway
 
 
 def app_from_env():

@@ -73,7 +73,10 @@ def post(port, texts):
     response = conn.getresponse()
     body = response.read()
     conn.close()
-    return response.status, json.loads(body.decode())
+    try:
+        return response.status, json.loads(body.decode())
+    except ValueError:  # uvicorn's own refusals are plain text
+        return response.status, {"error": body[:60].decode(errors="replace")}
 
 
 def start_server(args):
@@ -219,14 +222,19 @@ def run_phase(port, sentences, clients, max_seconds):
     latencies, answers, errors = [], {}, 0
     stop_at = time.perf_counter() + max_seconds
 
+    failures = collections.Counter()
+
     def one(index):
         if time.perf_counter() > stop_at:
             return index, None, None
         start = time.perf_counter()
         try:
             status, data = post(port, [sentences[index]])
-        except OSError:
+        except (OSError, http.client.HTTPException) as error:
+            failures[type(error).__name__] += 1
             return index, time.perf_counter() - start, None
+        if status != 200:
+            failures[f"{status} {data.get('error', '')[:60]}"] += 1
         return index, time.perf_counter() - start, data["results"][0]["entities"] if status == 200 else None
 
     started = time.perf_counter()
@@ -242,7 +250,7 @@ def run_phase(port, sentences, clients, max_seconds):
     wall = time.perf_counter() - started
     done = sorted(answers)
     chars = sum(len(sentences[i]) for i in done)
-    return {"clients": clients, "requests": len(latencies), "errors": errors, "seconds": round(wall, 2),
+    return {"clients": clients, "requests": len(latencies), "errors": errors, "error_kinds": dict(failures), "seconds": round(wall, 2),
             "texts_per_s": round(len(done) / wall, 1), "chars_per_s": round(chars / wall),
             "p50_ms": round(1000 * statistics.median(latencies), 1),
             "p99_ms": round(1000 * sorted(latencies)[max(0, int(0.99 * len(latencies)) - 1)], 1)}, answers
@@ -326,7 +334,11 @@ def main(args):
         memory.append({"after_requests": served, "after": "attack phases", "rss_mib": rss_mib(proc.pid)})
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
     result = {
         "command": "python " + " ".join([os.path.relpath(os.path.abspath(sys.argv[0]), REPO)] + sys.argv[1:]),
         "hardware": benchmark.hardware(),

@@ -197,6 +197,18 @@ def test_large_requests_beyond_the_window_budget_get_503_small_ones_still_pass(s
         assert second[0] == 503 and small[0] == 200 and first.result()[0] == 200
 
 
+def test_a_request_within_its_share_of_the_window_budget_is_admitted_when_it_is_full(start):
+    model = SlowModel(0.1)
+    port, labeller, _ = start(model, max_queued_windows=20, max_queue=4)  # share: 5 windows
+    assert labeller.fair_share == 5
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, port, ["王伟在北京" * 12])  # 13 windows
+        assert wait_until(lambda: len(model.calls) >= 1)
+        assert post(port, ["王伟在北京" * 12])[0] == 503  # 13 windows: over its share, the budget full
+        assert post(port, ["王伟在北京" * 4])[0] == 200  # 4 windows: more than one call, within its share
+        assert first.result()[0] == 200
+
+
 def test_model_failure_is_500_and_the_next_request_is_answered(start):
     model = SlowModel(0.0, fail_id=None)
     port, labeller, encoder = start(model)
