@@ -115,12 +115,18 @@ def wait_until(condition, seconds=10):
     return False
 
 
+def running(pool, port, model, texts, calls=1):
+    """A request sent from ``pool``, its future returned once the model has made ``calls`` calls."""
+    future = pool.submit(post, port, texts)
+    assert wait_until(lambda: len(model.calls) >= calls)
+    return future
+
+
 def test_clients_that_hang_up_cost_no_model_time(start):
     model = SlowModel(0.2)
     port, labeller, encoder = start(model)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        big = pool.submit(post, port, ["王伟在北京" * 8])  # 40 characters: 9 windows, 5 calls
-        assert wait_until(lambda: len(model.calls) >= 1)
+        big = running(pool, port, model, ["王伟在北京" * 8])  # 40 characters: 9 windows, 5 calls
         for _ in range(5):
             send_and_hang_up(port, ["李娜"])
         assert wait_until(lambda: health(port)["disconnects"] == 5)
@@ -135,8 +141,7 @@ def test_a_large_request_holds_the_model_for_one_call_at_a_time(start):
     model = SlowModel(0.05)
     port, labeller, encoder = start(model)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        big = pool.submit(post, port, ["王伟在北京" * 40])  # 200 characters: 49 windows, 25 calls
-        assert wait_until(lambda: len(model.calls) >= 2)
+        big = running(pool, port, model, ["王伟在北京" * 40], calls=2)  # 200 characters: 49 windows, 25 calls
         calls_before = len(model.calls)
         status, _, _ = post(port, ["李娜"])
         calls_for_small = len(model.calls) - calls_before
@@ -190,8 +195,7 @@ def test_large_requests_beyond_the_window_budget_get_503_small_ones_still_pass(s
     model = SlowModel(0.1)
     port, labeller, _ = start(model, max_queued_windows=20)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        first = pool.submit(post, port, ["王伟在北京" * 12])  # 13 windows
-        assert wait_until(lambda: len(model.calls) >= 1)
+        first = running(pool, port, model, ["王伟在北京" * 12])  # 13 windows
         second = post(port, ["王伟在北京" * 12])
         small = post(port, ["王伟"])
         assert second[0] == 503 and small[0] == 200 and first.result()[0] == 200
@@ -202,8 +206,7 @@ def test_a_request_within_its_share_of_the_window_budget_is_admitted_when_it_is_
     port, labeller, _ = start(model, max_queued_windows=20, max_queue=4)  # share: 5 windows
     assert labeller.fair_share == 5
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        first = pool.submit(post, port, ["王伟在北京" * 12])  # 13 windows
-        assert wait_until(lambda: len(model.calls) >= 1)
+        first = running(pool, port, model, ["王伟在北京" * 12])  # 13 windows
         assert post(port, ["王伟在北京" * 12])[0] == 503  # 13 windows: over its share, the budget full
         assert post(port, ["王伟在北京" * 4])[0] == 200  # 4 windows: more than one call, within its share
         assert first.result()[0] == 200
@@ -330,8 +333,7 @@ def test_large_requests_take_turns(start):
     model = SlowModel(0.02)
     port, _, encoder = start(model)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        first = pool.submit(post, port, ["王伟" * 40])  # 19 windows, 10 calls
-        assert wait_until(lambda: len(model.calls) >= 1)
+        first = running(pool, port, model, ["王伟" * 40])  # 19 windows, 10 calls
         second = pool.submit(post, port, ["李娜" * 40])
         assert first.result()[0] == 200 and second.result()[0] == 200
     owner = ["first" if (call == encoder.char_id("王")).any() else "second" for call in model.calls]
