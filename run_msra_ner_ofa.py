@@ -10,6 +10,11 @@ into an OFA supernet; every training step runs the teacher once and each width (
 ``lambda_logit * soft-CE(student logits, teacher logits) + lambda_rep * MSE(hidden states)``; every
 --save_steps each width is scored on dev and the best supernet weights *for that width* are kept in
 OUTPUT_DIR/model_<width>/. At the end each width's best is scored on test; OUTPUT_DIR/summary.json lists both.
+
+DynaBERT's two phases: train a width-only supernet first (--depth_mult_list 1.0), then pass one of its
+model_<width>/ directories as --model_name_or_path of a second run with depths: that run starts from the
+width-adaptive weights (no reordering) and each (width, depth) pair distils from the width-adaptive model at
+the same width and full depth.
 """
 import argparse
 import contextlib
@@ -29,7 +34,9 @@ def parse_args(argv=None):
     parser.add_argument("--task_name", default="msra_ner", help="task name (informational; data from --data_dir "
                                                                 "or PaddleNLP's msra_ner)")
     cli.add_model_data_args(parser, "the teacher: run_msra_ner.py's OUTPUT_DIR/model_best (the original commands': "
-                                    "../tmp/msra_ner/model_best/)", model_default=None)
+                                    "../tmp/msra_ner/model_best/); or, for DynaBERT's second phase, a width-only "
+                                    "supernet: a model_<width>/ of a run with --depth_mult_list 1.0",
+                            model_default=None)
     cli.add_training_args(parser, lr=2e-5, epochs=6)
     parser.add_argument("--width_mult_list", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5],
                         help="widths to train (fraction of heads and FFN neurons kept); must include 1.0")
@@ -93,9 +100,31 @@ def distill_loss(student_out, teacher_out, mask, args, kept):
     return args.lambda_logit * logit_loss + args.lambda_rep * rep_loss, float(logit_loss), float(rep_loss)
 
 
+class Teacher:
+    """What the students distil from: a fine-tuned BERT (every pair gets its outputs), or a width-adaptive OFA
+    supernet (DynaBERT's second phase: the pair (w, d) gets the supernet's outputs at width w, full depth)."""
+
+    def __init__(self, model, widths=None):
+        self.model, self.widths = model, widths  # widths: None for a plain BERT
+
+    def outputs(self, input_ids, step_widths):
+        """{width: teacher outputs} for the widths of a training step, each computed once, without gradients."""
+        import paddle
+
+        with paddle.no_grad():
+            if self.widths is None:
+                out = self.model(input_ids, output_hidden_states=True, return_dict=True)
+                return {width: out for width in step_widths}
+            outs = {}
+            for width in dict.fromkeys(step_widths):
+                supernet.set_supernet_width(self.model, width)
+                outs[width] = self.model(input_ids, output_hidden_states=True, return_dict=True)
+            return outs
+
+
 class Distillation:
-    """One training step of the supernet: the teacher once, then each (width, depth) pair of the step, each with
-    :func:`distill_loss`; gradients accumulate over the pairs and the trainer steps once."""
+    """One training step of the supernet: the teacher once per width of the step, then each (width, depth) pair
+    of the step, each with :func:`distill_loss`; gradients accumulate over the pairs and the trainer steps once."""
 
     def __init__(self, teacher, ofa_model, pairs, args, world_size, trainer):
         self.teacher, self.ofa_model, self.pairs, self.args = teacher, ofa_model, pairs, args
@@ -107,10 +136,9 @@ class Distillation:
 
         input_ids = paddle.to_tensor(input_ids)
         mask = paddle.to_tensor(labels != utils.IGNORE_INDEX)
-        with paddle.no_grad():
-            teacher_out = self.teacher(input_ids, output_hidden_states=True, return_dict=True)
         totals = {"loss": 0.0, "logit": 0.0, "rep": 0.0}
         step_pairs = self.pairs.this_step(self.args.seed, self.trainer.step)
+        teacher_out = self.teacher.outputs(input_ids, [width for width, _ in step_pairs])
         for i, (width, depth) in enumerate(step_pairs):
             supernet.set_supernet_width(self.ofa_model, width)
             # data-parallel: accumulate locally, all-reduce once, with the last pair's backward
@@ -118,7 +146,7 @@ class Distillation:
             with self.ofa_model.model.no_sync() if skip_allreduce else contextlib.nullcontext():
                 with supernet.at_depth(self.ofa_model, depth) as kept:
                     student_out = self.ofa_model(input_ids, output_hidden_states=True, return_dict=True)
-                loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out, mask, self.args, kept)
+                loss, logit_loss, rep_loss = distill_loss(student_out, teacher_out[width], mask, self.args, kept)
                 loss.backward()
             for key, value in (("loss", float(loss)), ("logit", logit_loss), ("rep", rep_loss)):
                 totals[key] += value / len(step_pairs)
@@ -142,9 +170,10 @@ class BestPerPair:
     pair* in OUTPUT_DIR/model_<name>/; ``progress`` (best F1 and step per pair, the learning curve) is what a
     checkpoint saves and --resume restores."""
 
-    def __init__(self, args, ofa_model, pairs, config, tokenizer, encoder, data, scalars):
+    def __init__(self, args, ofa_model, pairs, config, tokenizer, encoder, data, scalars, data_record):
         self.args, self.ofa_model, self.pairs, self.config = args, ofa_model, pairs, config
         self.tokenizer, self.encoder, self.data, self.scalars = tokenizer, encoder, data, scalars
+        self.data_record = data_record  # the teacher's dev split and data hashes, for a later phase's checks
         self.progress = {"best": {pairs.name(*p): {"f1": -1.0, "step": None} for p in pairs.all}, "curve": []}
 
     def evaluate_and_keep_best(self, step, epoch):
@@ -174,7 +203,7 @@ class BestPerPair:
                       "width_mult_list": self.pairs.widths, "width_mult": width,
                       "depth_mult_list": self.pairs.depths, "depth_mult": depth,
                       "kept_layers": supernet.recorded_kept_layers(self.pairs.depths, self.config.num_hidden_layers),
-                      "teacher": self.args.model_name_or_path}
+                      "teacher": self.args.model_name_or_path, **self.data_record}
         path = self.pairs.dir(self.args.output_dir, width, depth)
         aside = os.path.join(self.args.output_dir, "replaced_exports",
                              f"{os.path.basename(path)}.{time.strftime('%Y%m%d-%H%M%S')}")
@@ -194,8 +223,11 @@ def main(args):
         raise cli.UserError(f"--pairs_per_step must be 0 (every pair) or at least 2, got {args.pairs_per_step}")
     pairs = Pairs(widths, depths, args.pairs_per_step)
     rank, world_size, versions = cli.start_training_process(args)
-    teacher, tokenizer, teacher_info = model_io.load_model_dir(args.model_name_or_path, ["teacher"])
-    student, _, _ = model_io.load_model_dir(args.model_name_or_path, ["teacher"])
+    teacher, tokenizer, teacher_info = model_io.load_model_dir(args.model_name_or_path, ["teacher", "supernet"])
+    student, _, _ = model_io.load_model_dir(args.model_name_or_path, ["teacher", "supernet"])
+    width_adaptive = teacher_info["kind"] == "supernet"  # DynaBERT's second phase
+    if width_adaptive:
+        check_width_adaptive_teacher(teacher_info, widths, args.model_name_or_path)
     label_list = teacher_info["labels"]
     config = teacher.bert.config
     cli.check_max_seq_length(args.max_seq_length, config)
@@ -215,6 +247,9 @@ def main(args):
     # 1. importance on dev; reorder the student's heads and neurons (the function is unchanged)
     if args.resume and os.path.isfile(os.path.join(args.output_dir, training.CHECKPOINT_DIR, "trainer_state.json")):
         logger.info("resuming: the checkpoint's weights already carry the importance order")
+    elif width_adaptive:
+        logger.info("DynaBERT phase 2: starting from the width-adaptive supernet (already in importance order); "
+                    "each pair distils from it at the same width, full depth")
     else:
         reorder_by_importance(student, data["dev"], encoder, label_list, args)
 
@@ -228,13 +263,19 @@ def main(args):
     for depth in depths:
         logger.info("depth %s keeps layers %s of %d", depth, supernet.kept_layers(depth, config.num_hidden_layers),
                     config.num_hidden_layers)
-    teacher.eval()
+    if width_adaptive:
+        teacher = Teacher(supernet.build_supernet(teacher, teacher_info["width_mult_list"]),
+                          teacher_info["width_mult_list"])
+    else:
+        teacher = Teacher(teacher)
+    teacher.model.eval()
     label_to_id = {label: i for i, label in enumerate(label_list)}
     features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
     trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size, scalars)
     training.recover_run_outputs(args.output_dir, [os.path.basename(pairs.dir("", *p)) for p in pairs.all], rank,
                                  world_size)
-    best = BestPerPair(args, ofa_model, pairs, config, tokenizer, encoder, data, scalars)
+    best = BestPerPair(args, ofa_model, pairs, config, tokenizer, encoder, data, scalars,
+                       {k: teacher_info[k] for k in ("dev_split", "data") if k in teacher_info})
     distillation = Distillation(teacher, ofa_model, pairs, args, world_size, trainer)
 
     # 3. train, scoring every (width, depth) on dev and keeping each one's best every --save_steps
@@ -255,6 +296,17 @@ def main(args):
     training.end_run_record()
     distributed.barrier(world_size)
     return summary
+
+
+def check_width_adaptive_teacher(info, widths, model_dir):
+    """DynaBERT's second phase needs a width-only supernet that trained every width asked for."""
+    if info.get("depth_mult_list", [1.0]) != [1.0]:
+        raise cli.UserError(f"{model_dir} is a width x depth supernet (depths {info['depth_mult_list']}); DynaBERT's "
+                            "second phase starts from a width-only one (stage 2 with --depth_mult_list 1.0)")
+    missing = [w for w in widths if w not in info["width_mult_list"]]
+    if missing:
+        raise cli.UserError(f"--width_mult_list {' '.join(map(str, missing))} not trained in {model_dir} (widths "
+                            f"{' '.join(map(str, info['width_mult_list']))}): its teacher would be untrained there")
 
 
 def reorder_by_importance(student, dev, encoder, label_list, args):

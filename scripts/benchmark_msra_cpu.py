@@ -76,6 +76,10 @@ def parse_args(argv=None):
     p.add_argument("--ofa_lr", type=float, help="stage 2's peak learning rate; recipe")
     p.add_argument("--ofa_epochs", type=float, help="stage 2's training epochs; recipe")
     p.add_argument("--ofa_steps", type=int, help="> 0 overrides --ofa_epochs; recipe")
+    p.add_argument("--ofa_width_steps", type=int, default=0,
+                   help="> 0: DynaBERT's two phases: first this many steps over the widths at full depth (every width "
+                        "each step, scored on dev once at the end), then --ofa_steps over every (width, depth) pair "
+                        "from that width-adaptive model, each pair distilled from it at its width")
     cli.add_distillation_args(p)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="--teacher scratch: hidden and attention dropout (it is under-trained, not over-fitted); "
@@ -200,14 +204,26 @@ def main(args):
     cli.logger.info("2/4 OFA over widths %s, depths %s | elapsed %s", " ".join(map(str, args.width_mult_list)),
                     " ".join(map(str, args.depth_mult_list)), training.hours_minutes_seconds(time.time() - started))
     teacher_dir = os.path.join(work, "teacher", "model_best")
+    ofa_common = ["--learning_rate", str(args.ofa_lr), "--num_train_epochs", str(args.ofa_epochs),
+                  "--lambda_logit", str(args.lambda_logit), "--lambda_rep", str(args.lambda_rep),
+                  "--importance_batches", str(50 * args.procs),  # 50 batches of --batch_size, whatever the split
+                  "--width_mult_list", *map(str, args.width_mult_list), *common]
+    ofa_start, width_summary = teacher_dir, None
+    if args.ofa_width_steps > 0:
+        cli.logger.info("2/4 DynaBERT phase 1: widths at full depth, %d steps", args.ofa_width_steps)
+        width_summary = run_stage(run_msra_ner_ofa, "summary.json", args.procs, work,
+            ["--model_name_or_path", teacher_dir, "--output_dir", os.path.join(work, "ofa_width"),
+             "--max_steps", str(args.ofa_width_steps), "--save_steps", str(args.ofa_width_steps),
+             "--depth_mult_list", "1.0", "--pairs_per_step", "0", *ofa_common])
+        # one dev round, at the last step: every width's directory holds the final width-adaptive weights
+        ofa_start = width_summary["widths"][str(max(args.width_mult_list))]["model_dir"]
+        stage_seconds["ofa_width"] = round(time.time() - t0, 1)
+        cli.logger.info("2/4 DynaBERT phase 2: every (width, depth) pair from %s", ofa_start)
     summary = run_stage(run_msra_ner_ofa, "summary.json", args.procs, work,
-        ["--model_name_or_path", teacher_dir, "--output_dir", os.path.join(work, "ofa"),
-         "--learning_rate", str(args.ofa_lr), "--num_train_epochs", str(args.ofa_epochs),
-         "--max_steps", str(args.ofa_steps), "--lambda_logit", str(args.lambda_logit),
-         "--lambda_rep", str(args.lambda_rep), "--save_steps", str(args.ofa_save_steps),
-         "--importance_batches", str(50 * args.procs),  # 50 batches of --batch_size, whatever the split
-         "--width_mult_list", *map(str, args.width_mult_list), "--depth_mult_list", *map(str, args.depth_mult_list),
-         "--pairs_per_step", str(args.pairs_per_step), *common])
+        ["--model_name_or_path", ofa_start, "--output_dir", os.path.join(work, "ofa"),
+         "--max_steps", str(args.ofa_steps), "--save_steps", str(args.ofa_save_steps),
+         "--depth_mult_list", *map(str, args.depth_mult_list), "--pairs_per_step", str(args.pairs_per_step),
+         *ofa_common])
     stage_seconds["ofa"] = round(time.time() - t0, 1)
 
     t0 = time.time()
@@ -286,11 +302,12 @@ def main(args):
         "schedule": {k: getattr(args, k) for k in ("teacher", "max_seq_length", "batch_size", "teacher_lr", "teacher_epochs",
                                                    "teacher_steps", "ofa_lr", "ofa_epochs", "ofa_steps",
                                                    "lambda_logit", "lambda_rep", "teacher_save_steps",
-                                                   "ofa_save_steps", "seed", "width_mult_list",
+                                                   "ofa_save_steps", "ofa_width_steps", "seed", "width_mult_list",
                                                    "depth_mult_list", "pairs_per_step", "procs")},
         "decoding": "best valid BIO sequence (utils.constrained_decode) over per-character log-probabilities",
         "code_commit": code_commit,
         "teacher_steps": teacher_metrics["step"], "teacher_learning_curve": teacher["curve"],
+        "ofa_width_learning_curve": width_summary and width_summary["curve"],
         "ofa_learning_curve": summary["curve"], "stage_seconds": stage_seconds,
         "latency_workload": {"file": os.path.basename(args.bench_file), "characters": sum(len(t) for t in texts),
                              "lines": len(texts), "threads": args.threads, "batch_size": args.batch_size,

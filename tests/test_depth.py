@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 from conftest import ofa_args
 
 import export_model_msra_ner_ofa as export_stage
@@ -137,3 +138,56 @@ def test_a_supernet_trained_on_other_layers_is_refused(trained, tmp_path):
     model_io.write_json(str(info_path), {k: v for k, v in info.items() if k != "kept_layers"} | {"depth_mult_list": [1.0], "depth_mult": 1.0})
     supernet.check_recorded_kept_layers(model_io.read_json(str(info_path)), 2, "x")
     shutil.rmtree(out)
+
+
+def test_dynabert_second_phase_starts_from_the_width_adaptive_supernet(trained, tmp_path):
+    """A width-only supernet as --model_name_or_path: the run starts from its weights as they are (no second
+    reordering: with learning rate 0 every kept model holds exactly those weights) and keeps the teacher's data
+    record, so a later stage still checks the data against the teacher's."""
+    import paddle
+
+    out = tmp_path / "phase2"
+    summary = run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["model_1.0"], str(out), "--max_steps", "2",
+                                             "--save_steps", "2", "--learning_rate", "0",
+                                             "--depth_mult_list", "1.0", "0.5"))
+    assert sorted(summary["widths"]) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
+    start = paddle.load(os.path.join(trained["model_1.0"], model_io.WEIGHTS_NAME))
+    kept = paddle.load(str(out / "model_0.5_0.5" / model_io.WEIGHTS_NAME))
+    assert sorted(start) == sorted(kept)
+    assert all(np.array_equal(start[k].numpy(), kept[k].numpy()) for k in start)
+    teacher_info = model_io.read_json(os.path.join(trained["teacher"], "model_info.json"))
+    info = model_io.read_json(str(out / "model_0.5_0.5" / "model_info.json"))
+    assert (info["data"], info["dev_split"]) == (teacher_info["data"], teacher_info["dev_split"])
+
+
+def test_dynabert_teacher_answers_each_width_at_that_width(trained):
+    """Phase 2's teacher is the width-adaptive supernet at the student's width (full depth), run once per width."""
+    import paddle
+
+    model, _, info = model_io.load_model_dir(trained["model_1.0"], ["supernet"])
+    teacher = run_msra_ner_ofa.Teacher(supernet.build_supernet(model, info["width_mult_list"]), info["width_mult_list"])
+    teacher.model.eval()
+    reference, _, _ = model_io.load_model_dir(trained["model_1.0"], ["supernet"])
+    reference = supernet.build_supernet(reference, info["width_mult_list"])
+    reference.eval()
+    ids = paddle.to_tensor(np.array([[2, 7, 8, 9, 10, 3], [2, 11, 12, 13, 14, 3]], dtype="int64"))
+    outs = teacher.outputs(ids, [1.0, 0.5, 0.5])
+    assert sorted(outs) == [0.5, 1.0]
+    for width in (1.0, 0.5):
+        expected = run_msra_ner_ofa.logits_at(reference, width, 1.0)(ids.numpy())
+        assert np.abs(outs[width].logits.numpy() - expected).max() < 1e-5
+        assert len(outs[width].hidden_states) == 1 + model.bert.config.num_hidden_layers
+    assert np.abs(outs[1.0].logits.numpy() - outs[0.5].logits.numpy()).max() > 1e-3
+
+
+def test_dynabert_second_phase_refuses_what_it_cannot_use(trained, tmp_path):
+    depth_run = tmp_path / "wd"
+    run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["teacher"], str(depth_run), "--max_steps", "2",
+                                   "--save_steps", "2", "--depth_mult_list", "1.0", "0.5"))
+    for source, extra, message in (
+            (str(depth_run / "model_1.0_1.0"), ["--depth_mult_list", "1.0", "0.5"], "width x depth supernet"),
+            (trained["model_1.0"], ["--width_mult_list", "1.0", "0.75"], "0.75 not trained in")):
+        out = tmp_path / "refused"
+        with pytest.raises(cli.UserError, match=message):
+            run_msra_ner_ofa.main(ofa_args(trained["data_dir"], source, str(out), "--max_steps", "2", *extra))
+        assert not out.exists()

@@ -111,6 +111,7 @@ def test_msra_data_stats_script():
 
 
 def test_msra_benchmark_script_pretrained_recipe_tiny(tiny_demo, tmp_path):
+    """The pretrained recipe, here with DynaBERT's two phases (--ofa_width_steps)."""
     from hf_fixtures import demo_vocab, tree_digest, write_checkpoint
 
     ckpt, _ = write_checkpoint(str(tmp_path / "ckpt"), demo_vocab(tiny_demo), fmt="bin", vocab_file="tokenizer.json")
@@ -122,8 +123,14 @@ def test_msra_benchmark_script_pretrained_recipe_tiny(tiny_demo, tmp_path):
                "--data_dir", tiny_demo["data_dir"], "--bench_file", bench, "--work_dir", tmp_path / "w",
                "--results", results, "--max_seq_length", "48", "--batch_size", "16", "--teacher_steps", "4",
                "--teacher_save_steps", "2", "--ofa_steps", "2", "--ofa_save_steps", "2", "--repeats", "1",
-               "--procs", "1")
+               "--procs", "1", "--ofa_width_steps", "2")
     out = model_io.read_json(str(results))
+    # DynaBERT's two phases: widths alone first, then every pair from that width-adaptive model
+    width_phase = model_io.read_json(str(tmp_path / "w" / "ofa_width" / "summary.json"))
+    assert sorted(width_phase["widths"]) == ["0.5", "0.75", "1.0"] and len(out["ofa_width_learning_curve"]) == 1
+    phase2_args = model_io.read_json(str(tmp_path / "w" / "ofa" / "args.json"))["args"]
+    assert phase2_args["model_name_or_path"] == str(tmp_path / "w" / "ofa_width" / "model_1.0")
+    assert out["schedule"]["ofa_width_steps"] == 2
     # the recipe's own defaults: widths 1.0 0.75 0.5 x depths 1.0 0.5, its learning rates
     assert out["schedule"]["teacher"] == "pretrained" and out["schedule"]["width_mult_list"] == [1.0, 0.75, 0.5]
     assert out["schedule"]["teacher_lr"] == 3e-4 and out["schedule"]["ofa_lr"] == 2e-4
