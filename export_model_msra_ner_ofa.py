@@ -4,11 +4,11 @@
         --max_seq_length 128 --sub_model_output_dir ../tmp/msra_ner_ofa/model_0.5/dynamic_model \\
         --static_sub_model ../tmp/msra_ner_ofa/model_0.5/static_model --n_gpu 1 --width_mult 0.5
 
-Writes SUB_MODEL_OUTPUT_DIR (the pruned dygraph model: weights, config with the kept heads/neurons,
-tokenizer, model_info.json; loadable again for evaluation and predict.py) and, unless --static_sub_model is
-None, STATIC_SUB_MODEL.json + .pdiparams (Paddle Inference, dynamic batch and sequence length) with
-STATIC_SUB_MODEL.info.json beside them (and the tokenizer and model_info.json, unless that directory is the
-supernet's own). Both may go inside the supernet's model_<width>/, as in the original layout above; the
+Writes SUB_MODEL_OUTPUT_DIR (the pruned dygraph model: weights, config with the kept heads/neurons, tokenizer,
+model_info.json with its parameter count and the supernet's; loadable again for evaluation and predict.py) and,
+unless --static_sub_model is None, STATIC_SUB_MODEL.json + .pdiparams (Paddle Inference, dynamic batch and sequence
+length) with STATIC_SUB_MODEL.info.json beside them (and the tokenizer and model_info.json, unless that directory
+is the supernet's own). Both may go inside the supernet's model_<width>/, as in the original layout above; the
 supernet's own files are only read. Parity: on a padded batch of three lengths, the logits of what is deployed --
 the static model run by Paddle Inference with oneDNN (as predict, quantize and benchmark run it) and the dygraph
 sub-model reloaded from disk -- are compared with an independent reference, the supernet itself running at
@@ -117,7 +117,7 @@ def main(args):
     sub_info = {"kind": "sub_model", "labels": supernet_info["labels"], "max_seq_length": args.max_seq_length,
                 "width_mult": args.width_mult, "depth_mult": args.depth_mult, "num_heads": kept["num_heads"],
                 "intermediate_size": kept["intermediate_size"], "num_layers": len(kept["kept_layers"]),
-                "kept_layers": kept["kept_layers"], "parameters": sub_params,
+                "kept_layers": kept["kept_layers"], "parameters": sub_params, "supernet_parameters": full_params,
                 "max_position_embeddings": config.max_position_embeddings,
                 "supernet": args.model_name_or_path}
     model_io.save_model_dir(args.sub_model_output_dir, sub_config, sub_model.state_dict(), tokenizer, sub_info,

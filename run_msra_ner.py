@@ -7,7 +7,6 @@ sentence counts and content hashes of train and dev, metrics.json with the dev s
 the end, test scores; args.json) and OUTPUT_DIR/metrics.json (the learning curve). Evaluation labels every
 character: long sentences are scored in overlapping windows.
 """
-import argparse
 import os
 import time
 
@@ -17,11 +16,7 @@ from ner_ofa.cli import logger
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
-    cli.add_model_data_args(parser, "hub name or a local directory with config.json, "
-                                    "vocab.txt and optionally weights (none: random init)")
-    cli.add_training_args(parser, lr=2e-5, epochs=3)
-    return parser.parse_args(argv)
+    return cli.teacher_parser(__doc__).parse_args(argv)
 
 
 class BestTeacher:

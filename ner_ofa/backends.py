@@ -1,6 +1,6 @@
 """The ways to get logits from a model: a dygraph model (a model directory, a supernet dir cut to its width),
-Paddle Inference on a static export, ONNX Runtime (fp32 and dynamic INT8); saving a static export; ONNX export
-and INT8 quantization."""
+Paddle Inference on a static export, ONNX Runtime (fp32 and dynamic INT8); saving a static export (of a model
+directory too); ONNX export and INT8 quantization."""
 import logging
 import os
 
@@ -124,6 +124,14 @@ def save_static_dir(model, prefix, tokenizer, model_info):
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     save_static(model, prefix)
     return write_static_info(prefix, tokenizer, model_info)
+
+
+def export_static(model_dir, prefix):
+    """Save a model directory as a static model with its tokenizer and model_info.json (a supernet dir at the
+    width it was kept for, see :func:`load_inference_model`). Returns ``prefix``."""
+    model, tokenizer, model_info = load_inference_model(model_dir)
+    save_static_dir(model, prefix, tokenizer, model_info)
+    return prefix
 
 
 def static_logits_fn(prefix, device="cpu", threads=2, mkldnn=False):

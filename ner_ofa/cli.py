@@ -163,6 +163,16 @@ def add_training_args(parser, lr, epochs):
                         help="continue from OUTPUT_DIR/checkpoint/ (weights, optimizer, scheduler, step, best so far)")
 
 
+def teacher_parser(description=None):
+    """Stage 1's flags: run_msra_ner.py parses its command line with this parser, and the MSRA driver what it
+    gives stage 1 (to compare with a finished teacher's args.json)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    add_model_data_args(parser, "hub name or a local directory with config.json, vocab.txt and optionally weights "
+                                "(none: random init)")
+    add_training_args(parser, lr=2e-5, epochs=3)
+    return parser
+
+
 def check_max_seq_length(max_seq_length, config=None):
     """A window holds [CLS], at least one character and [SEP], and no more tokens than the model has positions."""
     if max_seq_length < 3:

