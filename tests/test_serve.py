@@ -121,3 +121,23 @@ def test_load_test_script_with_its_attack_phases(server, trained, tmp_path):
     assert phases["hang_ups"]["attacker_outcomes"]["sent_and_left"] >= 20
     assert phases["maximal_requests"]["attacker_outcomes"]["sent"] >= 1
     assert json.loads(out.read_text())["attack_phases"][1]["p99_vs_alone"] > 0
+
+
+def test_load_test_builds_its_model_with_stage_3(tiny_demo, tmp_path):
+    """Without --model_dir the load test makes its width-0.5 model: a config-only directory with the vocabulary cut
+    to train's characters, random weights, then export_model_msra_ner_ofa.py run as a user runs it."""
+    import argparse
+
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import load_test_serve
+    from ner_ofa import model_io
+
+    static_dir = load_test_serve.build_msra_shape_model(argparse.Namespace(
+        work_dir=str(tmp_path / "w"), bert_dir=tiny_demo["model_dir"],
+        data_file=os.path.join(tiny_demo["data_dir"], "test.tsv")))
+    info = model_io.read_json(os.path.join(static_dir, "model_info.json"))
+    assert (info["kind"], info["width_mult"], info["num_heads"], info["intermediate_size"]) == ("static", 0.5, 6, 384)
+    assert info["parameters"] < info["supernet_parameters"]
+    train_chars = {c for line in open(os.path.join(tiny_demo["data_dir"], "train.tsv"), encoding="utf-8")
+                   for c in line.split("\t")[0].split("\u0002")}
+    assert len(model_io.load_tokenizer(static_dir).vocab) <= len(train_chars) + 5  # the specials and train's characters
