@@ -6,7 +6,8 @@ layer dropped). For each rule, on one trained teacher:
   1. the teacher cut to that depth, no training: dev F1;
   2. a short stage 2 (width 1.0, depths 1.0 and --depth, every pair every step): dev F1 at --depth per evaluation.
 Writes --results (JSON). The project uses one rule everywhere, ner_ofa.supernet.kept_layers (the paper's, chosen
-with this script); the script swaps the rule only inside its own main, for the duration of each arm.
+with this script); the script swaps the rule only inside its own main, for the duration of each arm -- which is
+why it runs stage 2 in its own process, the one script that imports another (docs/design.md).
 
     python scripts/compare_kept_layers.py --teacher_dir tmp/msra_cpu/teacher/model_best
 """
