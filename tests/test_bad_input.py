@@ -60,8 +60,11 @@ def test_wrong_stage_directories(tmp_path, trained, tiny_demo):
         export_stage.main(export_args(trained["teacher"], str(tmp_path / "e")))
     with pytest.raises(cli.UserError, match="holds a supernet"):
         run_msra_ner.main(teacher_args(tiny_demo["data_dir"], trained["model_0.5"], str(tmp_path / "t")))
-    with pytest.raises(cli.UserError, match="holds a supernet"):
-        run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], trained["model_0.5"], str(tmp_path / "o")))
+    # stage 2 takes a teacher or (DynaBERT's second phase) a width-only supernet, never a cut sub-model
+    export_stage.main(export_args(trained["model_0.5"], str(tmp_path / "cut"), static=False))
+    with pytest.raises(cli.UserError, match="holds a sub_model"):
+        run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], str(tmp_path / "cut" / "sub_model"), str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
 
 
 def test_width_not_in_supernet(tmp_path, trained):
