@@ -1,13 +1,13 @@
-"""Real MSRA results on the CPU: teacher from scratch -> OFA supernet over (width, depth) pairs -> export and INT8
-of every pair -> test F1 and latency of every model beside Baidu LAC, written to results/msra_cpu.json and
-results/msra_cpu.png (F1 against latency, the Pareto front marked).
+"""Real MSRA results on the CPU: teacher -> OFA supernet over (width, depth) pairs -> export and INT8 of every pair ->
+test F1 and latency of every model beside Baidu LAC, written to a results JSON and its plot (F1 against latency,
+the Pareto front marked).
 
-    python scripts/benchmark_msra_cpu.py            # the committed run (about 1.5 hours on 2 cores)
-    python scripts/benchmark_msra_cpu.py --quick    # the same chain, fewer steps
+    python scripts/benchmark_msra_cpu.py --teacher pretrained   # teacher from m3e-small: results/msra_pretrained_cpu.json
+    python scripts/benchmark_msra_cpu.py                        # teacher from random weights: results/msra_cpu.json
+    python scripts/benchmark_msra_cpu.py --quick                # the same chain, fewer steps
 
-Pretrained weights are not available here, so the teacher is a small BERT trained from random initialisation
-with the real bert-base-chinese vocabulary. Model selection uses a dev split carved from train; test is scored
-once at the end on every character of every sentence.
+Every stage runs as its script, as a user runs it. Model selection uses a dev split carved from train; test is
+scored once at the end on every character of every sentence.
 """
 import argparse
 import json
