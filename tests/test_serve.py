@@ -3,6 +3,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -132,12 +133,19 @@ def test_load_test_builds_its_model_with_stage_3(tiny_demo, tmp_path):
     import load_test_serve
     from ner_ofa import model_io
 
+    bert_dir = tmp_path / "bert"  # the demo's vocabulary plus entries train never uses: the cut must drop them
+    shutil.copytree(tiny_demo["model_dir"], bert_dir)
+    unused = ["龘", "齉", "爨"]
+    with open(bert_dir / "vocab.txt", "a", encoding="utf-8") as handle:
+        handle.write("".join(token + "\n" for token in unused))
     static_dir = load_test_serve.build_msra_shape_model(argparse.Namespace(
-        work_dir=str(tmp_path / "w"), bert_dir=tiny_demo["model_dir"],
+        work_dir=str(tmp_path / "w"), bert_dir=str(bert_dir),
         data_file=os.path.join(tiny_demo["data_dir"], "test.tsv")))
     info = model_io.read_json(os.path.join(static_dir, "model_info.json"))
     assert (info["kind"], info["width_mult"], info["num_heads"], info["intermediate_size"]) == ("static", 0.5, 6, 384)
     assert info["parameters"] < info["supernet_parameters"]
     train_chars = {c for line in open(os.path.join(tiny_demo["data_dir"], "train.tsv"), encoding="utf-8")
                    for c in line.split("\t")[0].split("\u0002")}
-    assert len(model_io.load_tokenizer(static_dir).vocab) <= len(train_chars) + 5  # the specials and train's characters
+    vocab = model_io.load_tokenizer(static_dir).vocab
+    assert len(vocab) <= len(train_chars) + 5  # the specials and train's characters
+    assert not any(token in vocab for token in unused)
