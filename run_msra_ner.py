@@ -10,8 +10,9 @@ character: long sentences are scored in overlapping windows.
 import os
 import time
 
-import utils
-from ner_ofa import backends, cli, distributed, model_io, training
+from ner_ofa.data import data_fingerprint, describe_splits, load_splits
+from ner_ofa.features import CharEncoder, IGNORE_INDEX, train_features
+from ner_ofa import backends, cli, distributed, model_io, scoring, training
 from ner_ofa.cli import logger
 
 
@@ -28,11 +29,11 @@ class BestTeacher:
         self.scalars = scalars
         self.path = os.path.join(args.output_dir, "model_best")
         self.progress = {"best": {"f1": -1.0, "step": None}, "curve": []}
-        self.data_record = utils.data_fingerprint(data)  # stage 2 checks it distils on the same sentences
+        self.data_record = data_fingerprint(data)  # stage 2 checks it distils on the same sentences
 
     def evaluate_and_keep_best(self, step, epoch):
         self.model.eval()
-        scores = utils.evaluate(backends.dynamic_logits_fn(self.model), self.data["dev"], self.encoder,
+        scores = scoring.evaluate(backends.dynamic_logits_fn(self.model), self.data["dev"], self.encoder,
                                 self.data["labels"], self.args.max_seq_length, self.args.batch_size)
         self.model.train()
         self.progress["curve"].append({"step": step, "epoch": round(epoch, 3), "dev": scores})
@@ -56,10 +57,10 @@ def main(args):
 
     started = time.time()
     rank, world_size, versions = cli.start_training_process(args)
-    data = utils.load_splits(args)
+    data = load_splits(args)
     label_list = data["labels"]
     tokenizer = model_io.load_tokenizer(args.model_name_or_path)
-    encoder = utils.CharEncoder(tokenizer)
+    encoder = CharEncoder(tokenizer)
     model, origin = model_io.load_teacher_start(args.model_name_or_path, len(label_list), label_list)
     cli.check_max_seq_length(args.max_seq_length, model.bert.config)
     if rank == 0:
@@ -68,12 +69,12 @@ def main(args):
     scalars = training.start_run_record(args, versions, rank)
     logger.info("teacher: %s | %d parameters | labels %s", origin, model_io.count_parameters(model),
                 " ".join(label_list))
-    logger.info("data: %s", utils.describe_splits(data, args.data_dir))
+    logger.info("data: %s", describe_splits(data, args.data_dir))
     logger.info("run: %s", cli.describe_run(args, world_size, versions))
 
     # 1. the training windows and the run that learns from them
     label_to_id = {label: i for i, label in enumerate(label_list)}
-    features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
+    features = train_features(data["train"], encoder, label_to_id, args.max_seq_length)
     trainer = training.Trainer(args, model, features, encoder, rank, world_size, scalars)
     train_model = paddle.DataParallel(model) if world_size > 1 else model
     training.recover_run_outputs(args.output_dir, ["model_best"], rank, world_size)
@@ -81,7 +82,7 @@ def main(args):
 
     def forward_backward(input_ids, labels):
         logits = train_model(paddle.to_tensor(input_ids))
-        loss = F.cross_entropy(logits, paddle.to_tensor(labels), ignore_index=utils.IGNORE_INDEX)
+        loss = F.cross_entropy(logits, paddle.to_tensor(labels), ignore_index=IGNORE_INDEX)
         loss.backward()
         return {"loss": float(loss)}
 
@@ -106,7 +107,7 @@ def score_on_test(best_dir, data, encoder, args):
     """Test scores of the saved best model, added to its metrics.json."""
     model, _, _ = model_io.load_model_dir(best_dir, ["teacher"])
     model.eval()
-    test = utils.evaluate(backends.dynamic_logits_fn(model), data["test"], encoder, data["labels"],
+    test = scoring.evaluate(backends.dynamic_logits_fn(model), data["test"], encoder, data["labels"],
                           args.max_seq_length, args.batch_size)
     metrics_path = os.path.join(best_dir, "metrics.json")
     metrics = model_io.read_json(metrics_path)

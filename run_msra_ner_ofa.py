@@ -23,8 +23,9 @@ import time
 
 import numpy as np
 
-import utils
-from ner_ofa import backends, cli, distributed, model_io, supernet, training
+from ner_ofa.data import check_same_data, check_same_dev_split, describe_splits, load_splits, teacher_dev_split
+from ner_ofa.features import CharEncoder, IGNORE_INDEX, collate, train_features
+from ner_ofa import backends, cli, distributed, model_io, scoring, supernet, training
 from ner_ofa.cli import logger
 
 
@@ -135,7 +136,7 @@ class Distillation:
         import paddle
 
         input_ids = paddle.to_tensor(input_ids)
-        mask = paddle.to_tensor(labels != utils.IGNORE_INDEX)
+        mask = paddle.to_tensor(labels != IGNORE_INDEX)
         totals = {"loss": 0.0, "logit": 0.0, "rep": 0.0}
         step_pairs = self.pairs.this_step(self.args.seed, self.trainer.step)
         teacher_out = self.teacher.outputs(input_ids, [width for width, _ in step_pairs])
@@ -181,7 +182,7 @@ class BestPerPair:
         dev_point = {"step": step, "epoch": round(epoch, 3)}
         for width, depth in self.pairs.all:
             name = self.pairs.name(width, depth)
-            scores = utils.evaluate(logits_at(self.ofa_model, width, depth), self.data["dev"], self.encoder,
+            scores = scoring.evaluate(logits_at(self.ofa_model, width, depth), self.data["dev"], self.encoder,
                                     self.data["labels"], self.args.max_seq_length, self.args.batch_size)
             dev_point[name] = scores["f1"]
             self.scalars.add(f"dev/f1_width_{name}", scores["f1"], step)
@@ -231,17 +232,17 @@ def main(args):
     label_list = teacher_info["labels"]
     config = teacher.bert.config
     cli.check_max_seq_length(args.max_seq_length, config)
-    data = utils.load_splits(args, label_list=label_list)
-    utils.check_same_dev_split(utils.teacher_dev_split(args.model_name_or_path, teacher_info), data["dev_split"])
-    utils.check_same_data(teacher_info.get("data"), data)
+    data = load_splits(args, label_list=label_list)
+    check_same_dev_split(teacher_dev_split(args.model_name_or_path, teacher_info), data["dev_split"])
+    check_same_data(teacher_info.get("data"), data)
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
         training.check_free_space(args.output_dir, model_io.count_parameters(teacher), copies=4 + len(pairs.all))
     scalars = training.start_run_record(args, versions, rank)
-    encoder = utils.CharEncoder(tokenizer)
+    encoder = CharEncoder(tokenizer)
     logger.info("teacher: %s | %d parameters | widths %s | depths %s", args.model_name_or_path,
                 model_io.count_parameters(teacher), " ".join(map(str, widths)), " ".join(map(str, depths)))
-    logger.info("data: %s", utils.describe_splits(data, args.data_dir))
+    logger.info("data: %s", describe_splits(data, args.data_dir))
     logger.info("run: %s", cli.describe_run(args, world_size, versions))
 
     # 1. importance on dev; reorder the student's heads and neurons (the function is unchanged)
@@ -270,7 +271,7 @@ def main(args):
         teacher = Teacher(teacher)
     teacher.model.eval()
     label_to_id = {label: i for i, label in enumerate(label_list)}
-    features = utils.train_features(data["train"], encoder, label_to_id, args.max_seq_length)
+    features = train_features(data["train"], encoder, label_to_id, args.max_seq_length)
     trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size, scalars)
     training.recover_run_outputs(args.output_dir, [os.path.basename(pairs.dir("", *p)) for p in pairs.all], rank,
                                  world_size)
@@ -312,8 +313,8 @@ def check_width_adaptive_teacher(info, widths, model_dir):
 def reorder_by_importance(student, dev, encoder, label_list, args):
     """DynaBERT: rank heads and FFN neurons by importance on dev batches, put the most important first."""
     label_to_id = {label: i for i, label in enumerate(label_list)}
-    dev_features = utils.train_features(dev, encoder, label_to_id, args.max_seq_length)
-    dev_batches = [utils.collate(dev_features[i:i + args.batch_size], encoder)
+    dev_features = train_features(dev, encoder, label_to_id, args.max_seq_length)
+    dev_batches = [collate(dev_features[i:i + args.batch_size], encoder)
                    for i in range(0, len(dev_features), args.batch_size)]
     if args.importance_batches > 0:
         dev_batches = dev_batches[:args.importance_batches]
@@ -331,7 +332,7 @@ def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args):
     path = pairs.dir(args.output_dir, width, depth)
     supernet.load_supernet_weights(ofa_model, paddle.load(os.path.join(path, model_io.WEIGHTS_NAME)))
     ofa_model.model.eval()
-    test = utils.evaluate(logits_at(ofa_model, width, depth), data["test"], encoder, data["labels"],
+    test = scoring.evaluate(logits_at(ofa_model, width, depth), data["test"], encoder, data["labels"],
                           args.max_seq_length, args.batch_size)
     metrics = model_io.read_json(os.path.join(path, "metrics.json"))
     model_io.write_json(os.path.join(path, "metrics.json"), dict(metrics, test=test))

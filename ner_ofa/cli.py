@@ -9,11 +9,11 @@ import sys
 import numpy as np
 
 from ner_ofa import distributed
-from utils import UserError, logger  # noqa: F401 (defined at the bottom of the design; every script imports them from here)
+from ner_ofa.errors import UserError, logger  # noqa: F401 (every script imports them from here)
 
 
 SUPPORTED = {
-    "paddle": ("3.0", "3.1", "3.2"),  # major.minor; requirements.txt pins 3.1.1
+    "paddle": ("3.0", "3.1", "3.2"),  # major.minor; pyproject.toml pins 3.1.1
     "paddlenlp": ("2.8.1",),
     "paddleslim": ("2.6.0",),
 }
@@ -32,7 +32,7 @@ def _dist_version(*names):
 
 def check_versions():
     """Fail with a one-line fix when the installed stack is not the supported one."""
-    fix = "install the pinned stack: pip install -r requirements.txt"
+    fix = "install the pinned stack: pip install -e . (in the checkout)"
     paddle_version = _dist_version("paddlepaddle", "paddlepaddle-gpu")
     found = {
         "paddle": paddle_version,
@@ -216,8 +216,9 @@ def start_training_process(args):
     return rank, world_size, versions
 
 
-GPU_INSTALL = ("pip install paddlepaddle-gpu==3.1.1 -i https://www.paddlepaddle.org.cn/packages/stable/cu118/ "
-               "&& pip uninstall -y paddlepaddle")
+# Uninstall first: both wheels own paddle/, so removing the CPU one after the GPU one deletes the GPU one's files.
+GPU_INSTALL = ("pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu==3.1.1 "
+               "-i https://www.paddlepaddle.org.cn/packages/stable/cu118/")
 
 
 def set_device(device):

@@ -9,7 +9,8 @@ import numpy as np
 
 from ner_ofa import hf_checkpoint
 from ner_ofa.cli import UserError, logger
-from utils import CharEncoder, read_ner_file
+from ner_ofa.data import read_ner_file
+from ner_ofa.features import CharEncoder
 
 WEIGHTS_NAME = "model_state.pdparams"
 

@@ -6,8 +6,10 @@
 
 The answers are what predict.py prints for the same directory and options (it uses this class)."""
 import os
+import threading
 
-import utils
+from ner_ofa.features import CharEncoder
+from ner_ofa.labelling import predict_entities
 from ner_ofa import backends, cli, model_io
 from ner_ofa.cli import UserError
 
@@ -42,15 +44,25 @@ class NerPredictor:
     ``max_seq_length``: window length (default: the model's). Calling it with a list of texts gives, per text, a
     list of ``{"type", "text", "start", "end"}`` with [start, end) character offsets; with one string, that
     text's list. Bad input (a missing directory, a window longer than the model's positions) raises
-    ``ner_ofa.cli.UserError`` with a one-line message."""
+    ``ner_ofa.cli.UserError`` with a one-line message.
+
+    Safe to share between threads: each model call holds a lock (one Paddle Inference predictor and its input
+    handle cannot run two calls at once); windowing and decoding run outside it. docs/deploy.md has the
+    measurement (4 threads against 1)."""
 
     def __init__(self, model_dir, device="cpu", threads=2, backend="paddle", precision="int8", max_seq_length=None,
                  batch_size=32):
         if batch_size <= 0:
             raise UserError(f"--batch_size must be positive, got {batch_size}")
-        self.logits_fn, self.tokenizer, self.model_info = load_logits_fn(model_dir, device, threads, backend,
-                                                                         precision)
-        self.encoder = utils.CharEncoder(self.tokenizer)
+        logits_fn, self.tokenizer, self.model_info = load_logits_fn(model_dir, device, threads, backend, precision)
+        self._lock = threading.Lock()
+
+        def locked_logits_fn(input_ids):
+            with self._lock:
+                return logits_fn(input_ids)
+
+        self.logits_fn = locked_logits_fn
+        self.encoder = CharEncoder(self.tokenizer)
         self.labels = self.model_info["labels"]
         self.max_seq_length = max_seq_length or self.model_info.get("max_seq_length", 128)
         cli.check_max_seq_length(self.max_seq_length, self.model_info)
@@ -59,5 +71,5 @@ class NerPredictor:
     def __call__(self, texts):
         if isinstance(texts, str):
             return self([texts])[0]
-        return utils.predict_entities(self.logits_fn, list(texts), self.encoder, self.labels, self.max_seq_length,
+        return predict_entities(self.logits_fn, list(texts), self.encoder, self.labels, self.max_seq_length,
                                       self.batch_size)

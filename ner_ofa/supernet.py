@@ -8,7 +8,7 @@ import numpy as np
 
 from ner_ofa.cli import UserError
 from ner_ofa.model_io import build_token_classifier, encoder_layers, unwrap
-from utils import IGNORE_INDEX
+from ner_ofa.features import IGNORE_INDEX
 
 
 def kept_count(width, full):

@@ -6,7 +6,9 @@ import platform
 import statistics
 import time
 
-import utils
+from ner_ofa.data import label_list_from
+from ner_ofa.labelling import predict_entities
+from ner_ofa.scoring import chunk_scores
 from ner_ofa.cli import logger
 from ner_ofa.training import hours_minutes_seconds
 
@@ -35,7 +37,7 @@ def hardware():
 def labeller(logits_fn, encoder, labels, max_seq_length, batch_size):
     """texts -> entities per text, the way predict.py does it, for one of our models."""
     def label(texts):
-        return utils.predict_entities(logits_fn, texts, encoder, labels, max_seq_length, batch_size)
+        return predict_entities(logits_fn, texts, encoder, labels, max_seq_length, batch_size)
 
     return label
 
@@ -75,7 +77,7 @@ def lac_labeller(threads):
 def scores_of(label, examples):
     """ChunkEvaluator P/R/F1 of a texts -> entities function on msra_ner-layout examples (every character); gold
     entities of types the function never predicts count as missed."""
-    label_list = utils.label_list_from(examples + [{"labels": MSRA_LABELS}])
+    label_list = label_list_from(examples + [{"labels": MSRA_LABELS}])
     label_to_id = {name: i for i, name in enumerate(label_list)}
     predicted = label(["".join(ex["chars"]) for ex in examples])
     pred_ids = []
@@ -85,7 +87,7 @@ def scores_of(label, examples):
             tags[e["start"]:e["end"]] = [f"B-{e['type']}"] + [f"I-{e['type']}"] * (e["end"] - e["start"] - 1)
         pred_ids.append([label_to_id[t] for t in tags])
     gold = [[label_to_id[t] for t in ex["labels"]] for ex in examples]
-    return utils.chunk_scores(gold, pred_ids, label_list)
+    return chunk_scores(gold, pred_ids, label_list)
 
 
 def time_models(labellers, texts, repeats):

@@ -17,7 +17,7 @@ from ner_ofa.model_io import (
     swap_into_place,
     write_json,
 )
-from utils import collate
+from ner_ofa.features import collate
 
 
 def bucketed_batches(lengths, batch_size, rng, pool_batches=50):

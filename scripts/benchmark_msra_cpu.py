@@ -19,7 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
-import utils  # noqa: E402
+from ner_ofa.data import load_splits, read_ner_file  # noqa: E402
+from ner_ofa.features import CharEncoder  # noqa: E402
+from ner_ofa.labelling import constrained_decode, spans_from_labels  # noqa: E402
 from ner_ofa import backends, cli, model_io, pretrained_zh, stages, timing, training  # noqa: E402
 
 
@@ -125,10 +127,10 @@ def teacher_start(args, work):
 def data_stats(args):
     """How much of dev and test the training split covers: entity mentions whose exact string is also an entity
     in train, and characters never seen in train. Explains part of the dev/test F1 gap."""
-    data = utils.load_splits(argparse.Namespace(data_dir=args.data_dir, dev_ratio=0.1, seed=args.seed))
+    data = load_splits(argparse.Namespace(data_dir=args.data_dir, dev_ratio=0.1, seed=args.seed))
 
     def mentions(examples):
-        return ["".join(ex["chars"][s:e]) for ex in examples for _, s, e in utils.spans_from_labels(ex["labels"])]
+        return ["".join(ex["chars"][s:e]) for ex in examples for _, s, e in spans_from_labels(ex["labels"])]
 
     train_entities = set(mentions(data["train"]))
     train_chars = {c for ex in data["train"] for c in ex["chars"]}
@@ -229,7 +231,7 @@ def main(args):
         int8_dir = os.path.dirname(int8[name]["onnx_int8"])
         fn = backends.onnx_logits_fn(int8[name]["onnx_int8"], args.threads)
         tokenizer_labels = model_io.read_json(os.path.join(int8_dir, model_io.INFO_NAME))["labels"]
-        timed.append(timing.labeller(fn, utils.CharEncoder(model_io.load_tokenizer(int8_dir)), tokenizer_labels,
+        timed.append(timing.labeller(fn, CharEncoder(model_io.load_tokenizer(int8_dir)), tokenizer_labels,
                                      *sizes))
     lac = timing.lac_labeller(args.threads)
     if lac is not None:
@@ -256,7 +258,7 @@ def main(args):
                      "f1_vs_teacher": int8_f1 / teacher_f1 if teacher_f1 else None,
                      "latency_seconds": latency[2 + 2 * k]})
     if lac is not None:
-        lac_test = timing.scores_of(lac, utils.read_ner_file(test_file))
+        lac_test = timing.scores_of(lac, read_ner_file(test_file))
         rows.append({"name": "LAC", "width": None, "depth": None, "precision": "fp32", "test_f1": lac_test["f1"],
                      "test_precision": lac_test["precision"], "test_recall": lac_test["recall"],
                      "f1_vs_teacher": lac_test["f1"] / teacher_f1 if teacher_f1 else None,
@@ -277,7 +279,7 @@ def main(args):
                                                    "lambda_logit", "lambda_rep", "teacher_save_steps",
                                                    "ofa_save_steps", "ofa_width_steps", "seed", "width_mult_list",
                                                    "depth_mult_list", "pairs_per_step", "procs")},
-        "decoding": "best valid BIO sequence (utils.constrained_decode) over per-character log-probabilities",
+        "decoding": "best valid BIO sequence (constrained_decode) over per-character log-probabilities",
         "code_commit": code_commit,
         "teacher_steps": teacher_metrics["step"], "teacher_learning_curve": teacher["curve"],
         "ofa_width_learning_curve": width_summary and width_summary["curve"],

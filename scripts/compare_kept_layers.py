@@ -22,7 +22,9 @@ sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 import run_msra_ner_ofa  # noqa: E402
-import utils  # noqa: E402
+from ner_ofa.data import load_splits  # noqa: E402
+from ner_ofa.features import CharEncoder  # noqa: E402
+from ner_ofa.scoring import evaluate  # noqa: E402
 from ner_ofa import backends, cli, model_io, supernet  # noqa: E402
 
 
@@ -67,9 +69,9 @@ def main(args):
     teacher, tokenizer, info = model_io.load_model_dir(args.teacher_dir, ["teacher"])
     teacher.eval()
     num_layers = teacher.bert.config.num_hidden_layers
-    data = utils.load_splits(argparse.Namespace(data_dir=args.data_dir, dev_ratio=0.1, seed=args.seed),
+    data = load_splits(argparse.Namespace(data_dir=args.data_dir, dev_ratio=0.1, seed=args.seed),
                              label_list=info["labels"])
-    encoder = utils.CharEncoder(tokenizer)
+    encoder = CharEncoder(tokenizer)
     results = {"command": "python scripts/compare_kept_layers.py " + " ".join(sys.argv[1:]),
                "teacher_dir": os.path.relpath(os.path.abspath(args.teacher_dir), REPO),
                "teacher_dev_f1": model_io.read_json(os.path.join(args.teacher_dir, "metrics.json"))["dev"]["f1"],
@@ -84,7 +86,7 @@ def main(args):
                 with supernet.at_depth(teacher, args.depth):
                     return run(input_ids)
 
-            zero_shot = utils.evaluate(cut, data["dev"], encoder, info["labels"], args.max_seq_length,
+            zero_shot = evaluate(cut, data["dev"], encoder, info["labels"], args.max_seq_length,
                                        args.batch_size)["f1"]
             cli.logger.info("rule %s: the teacher cut to depth %s, untrained: dev F1 %.4f", name, args.depth, zero_shot)
             out = os.path.join(args.work_dir, name)

@@ -30,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
-import utils  # noqa: E402
+from ner_ofa.data import read_ner_file  # noqa: E402
 from ner_ofa import NerPredictor, cli, model_io, stages  # noqa: E402
 from ner_ofa.cli import UserError, logger  # noqa: E402
 from ner_ofa.timing import MSRA_LABELS, hardware  # noqa: E402
@@ -289,7 +289,7 @@ def main(args):
         model_shape = "width 0.5 of a 2-layer, 192-hidden BERT, random weights (built by this script)"
     else:
         model_shape = os.path.relpath(os.path.abspath(args.model_dir), REPO)
-    sentences = ["".join(ex["chars"]) for ex in utils.read_ner_file(args.data_file)][:args.sentences]
+    sentences = ["".join(ex["chars"]) for ex in read_ner_file(args.data_file)][:args.sentences]
     ner = NerPredictor(args.model_dir, threads=args.threads)
     model_info = ner.model_info
     ner(sentences[:32])  # warm-up

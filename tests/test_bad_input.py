@@ -87,7 +87,7 @@ def test_weights_not_matching_config(tmp_path, trained, tiny_demo):
     (["--max_seq_length", "2"], "at least 3"),
     (["--max_seq_length", "1000"], "exceeds the model's 128 positions"),
     (["--batch_size", "0"], "--batch_size must be positive"),
-    (["--device", "gpu"], r"--device gpu: this Paddle is the CPU-only build; on a CUDA 11.8 machine run pip install paddlepaddle-gpu==3\.1\.1 -i https://www\.paddlepaddle\.org\.cn/packages/stable/cu118/"),
+    (["--device", "gpu"], r"--device gpu: this Paddle is the CPU-only build; on a CUDA 11.8 machine run pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu==3\.1\.1 -i https://www\.paddlepaddle\.org\.cn/packages/stable/cu118/"),
 ])
 def test_teacher_bad_flags(tmp_path, tiny_demo, extra, message):
     import paddle
@@ -158,7 +158,7 @@ def test_unwritable_output_dir_as_file_parent(tmp_path, tiny_demo):
 def test_predict_window_longer_than_the_models_positions(trained, tmp_path):
     """A teacher's or supernet's model_info.json does not record max_position_embeddings: the limit comes from
     its config.json, so predict (and serve, which loads through ner_ofa.NerPredictor) refuse in one line."""
-    import predict
+    from ner_ofa.tools import predict
 
     for model_dir in (trained["teacher"], trained["model_0.5"]):
         assert "max_position_embeddings" not in model_io.read_model_info(model_dir)
@@ -187,7 +187,7 @@ def test_stage2_without_a_teacher_says_which_flag(tmp_path, capsys):
 
 
 def test_quantize_never_writes_into_another_models_directory(tmp_path):
-    import quantize_model
+    from ner_ofa.tools import quantize as quantize_model
 
     static = tmp_path / "static"
     static.mkdir()
@@ -207,3 +207,20 @@ def test_quantize_never_writes_into_another_models_directory(tmp_path):
             quantize_model.main(quantize_model.parse_args(["--model_dir", str(static), "--output_dir", str(output_dir)]))
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     assert not (static / "int8").exists()
+
+
+def test_gpu_install_lines_uninstall_the_cpu_wheel_first():
+    """Both wheels own paddle/: uninstalling the CPU wheel after installing the GPU one deletes the GPU one's files.
+    Every place that tells the user how to get the GPU build says uninstall, then install."""
+    import glob
+
+    from conftest import REPO
+
+    found = 0
+    for path in [os.path.join(REPO, "README.md"), *glob.glob(os.path.join(REPO, "docs", "*.md"))]:
+        for line in open(path, encoding="utf-8"):
+            if "pip install paddlepaddle-gpu" in line:
+                found += 1
+                assert "pip uninstall -y paddlepaddle &&" in line.split("pip install paddlepaddle-gpu")[0], (path, line)
+    assert found >= 2
+    assert cli.GPU_INSTALL.index("uninstall -y paddlepaddle") < cli.GPU_INSTALL.index("install paddlepaddle-gpu")

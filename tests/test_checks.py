@@ -1,6 +1,7 @@
 """What the project checks is what users run: each test here fails on the code without the fix it guards."""
 import json
 import logging
+import io
 import os
 import shutil
 import subprocess
@@ -12,10 +13,11 @@ from conftest import REPO, export_args, ofa_args, random_ids, teacher_args
 
 import benchmark
 import export_model_msra_ner_ofa as export_stage
-import predict
+from ner_ofa.tools import predict
 import run_msra_ner
 import run_msra_ner_ofa
-import utils
+from ner_ofa.data import check_same_data, data_fingerprint, load_splits
+from ner_ofa.features import CharEncoder
 from ner_ofa import backends, cli, distributed, model_io, training
 from ner_ofa.predictor import load_logits_fn
 
@@ -185,11 +187,11 @@ def test_stage2_refuses_other_data_with_as_many_sentences(teacher_without_dev, t
 
 
 def test_a_teacher_without_data_hashes_is_taken_with_a_warning(trained, caplog):
-    data = utils.load_splits(type("A", (), {"data_dir": trained["data_dir"], "dev_ratio": 0.1, "seed": 42}))
+    data = load_splits(type("A", (), {"data_dir": trained["data_dir"], "dev_ratio": 0.1, "seed": 42}))
     recorded = model_io.read_model_info(trained["teacher"])["data"]
-    assert recorded == utils.data_fingerprint(data) and utils.check_same_data(recorded, data)
+    assert recorded == data_fingerprint(data) and check_same_data(recorded, data)
     with caplog.at_level(logging.WARNING, logger="msra_ner_ofa"):
-        assert utils.check_same_data(None, data) is False
+        assert check_same_data(None, data) is False
     assert "the teacher records no hash of its data" in caplog.text
 
 
@@ -235,17 +237,17 @@ def test_character_ids_do_not_depend_on_do_lower_case(tmp_path):
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "B", "中"]) + "\n",
                      encoding="utf-8")
     chars = list("aAbB中Z")
-    cased = utils.CharEncoder(BertTokenizer(vocab_file=str(vocab), do_lower_case=False)).encode(chars)
-    uncased = utils.CharEncoder(BertTokenizer(vocab_file=str(vocab), do_lower_case=True)).encode(chars)
+    cased = CharEncoder(BertTokenizer(vocab_file=str(vocab), do_lower_case=False)).encode(chars)
+    uncased = CharEncoder(BertTokenizer(vocab_file=str(vocab), do_lower_case=True)).encode(chars)
     assert cased == uncased == [5, 5, 6, 7, 8, 1]
 
 
 def test_predict_splits_input_on_newlines_only(monkeypatch, tmp_path, capsys):
     path = tmp_path / "in.txt"
     path.write_bytes("张伟\u2028在北京\n李娜\x0c去\u0085上海\r\n\n最后一行".encode("utf-8"))
-    texts = predict.read_texts(predict.parse_args(["--model_dir", "x", "--input_file", str(path)]))
+    texts = list(predict.read_texts(predict.parse_args(["--model_dir", "x", "--input_file", str(path)])))
     assert texts == ["张伟\u2028在北京", "李娜\x0c去\u0085上海", "", "最后一行"]
-    assert predict.split_lines("a\rb\n") == ["a\rb"]
+    assert list(predict.split_lines(io.BytesIO(b"a\rb\n"), "x")) == ["a\rb"]
 
 
 class FakeOptimizer:

@@ -3,7 +3,8 @@
 import pytest
 from conftest import fake_tokenizer
 
-import utils
+from ner_ofa.data import load_splits, read_ner_file, split_dev
+from ner_ofa.features import CharEncoder, IGNORE_INDEX, collate, make_windows, train_features, window_owner
 from ner_ofa.cli import UserError
 
 SEP = "\x02"
@@ -21,7 +22,7 @@ def line(chars, labels):
 
 def test_read_ner_file(tmp_path):
     path = write(tmp_path / "a.tsv", [line("张三来了", ["B-PER", "I-PER", "O", "O"]), "", line("好", ["O"])])
-    examples = utils.read_ner_file(path)
+    examples = read_ner_file(path)
     assert [e["chars"] for e in examples] == [list("张三来了"), ["好"]]
     assert examples[1]["where"].endswith(":3")
 
@@ -37,16 +38,16 @@ def test_read_ner_file(tmp_path):
 def test_read_ner_file_errors(tmp_path, lines, message):
     path = write(tmp_path / "a.tsv", lines)
     with pytest.raises(UserError, match=message):
-        utils.read_ner_file(path)
+        read_ner_file(path)
 
 
 def test_missing_and_not_utf8(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        utils.read_ner_file(str(tmp_path / "none.tsv"))
+        read_ner_file(str(tmp_path / "none.tsv"))
     path = tmp_path / "gbk.tsv"
     path.write_bytes(line("张三", ["B-PER", "I-PER"]).encode("gbk"))
     with pytest.raises(UserError, match="not UTF-8"):
-        utils.read_ner_file(str(path))
+        read_ner_file(str(path))
 
 
 def test_labels_from_data_and_unknown_test_label(tmp_path):
@@ -58,16 +59,16 @@ def test_labels_from_data_and_unknown_test_label(tmp_path):
         data_dir, dev_ratio, seed = str(tmp_path), 0.34, 0
 
     with pytest.raises(UserError, match=r"test\.tsv:1: label 'B-ORG' in test is not in the label set"):
-        utils.load_splits(Args)
+        load_splits(Args)
     write(tmp_path / "test.tsv", [line("在京", ["O", "I-LOC"])])  # I- of a known type is fine
-    data = utils.load_splits(Args)
+    data = load_splits(Args)
     assert data["labels"] == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
     assert len(data["dev"]) == 1 and len(data["train"]) == 2
-    assert data["dev"] == utils.load_splits(Args)["dev"]  # seeded
+    assert data["dev"] == load_splits(Args)["dev"]  # seeded
     # labels.txt decides the label set and its order
     write(tmp_path / "labels.txt", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"])
     write(tmp_path / "test.tsv", [line("华为", ["B-ORG", "I-ORG"])])
-    assert utils.load_splits(Args)["labels"][:3] == ["O", "B-PER", "I-PER"]
+    assert load_splits(Args)["labels"][:3] == ["O", "B-PER", "I-PER"]
 
 
 def test_own_dev_file_used(tmp_path):
@@ -78,7 +79,7 @@ def test_own_dev_file_used(tmp_path):
     class Args:
         data_dir, dev_ratio, seed = str(tmp_path), 0.1, 0
 
-    data = utils.load_splits(Args)
+    data = load_splits(Args)
     assert data["dev_source"] == "dev.tsv" and len(data["dev"]) == 2 and len(data["train"]) == 1
 
 
@@ -86,7 +87,7 @@ FakeTokenizer = fake_tokenizer("张", "三", "a", "1")
 
 
 def test_char_encoder_one_id_per_character():
-    enc = utils.CharEncoder(FakeTokenizer)
+    enc = CharEncoder(FakeTokenizer)
     chars = list("张三 A1？") + [""]
     ids = enc.encode(chars)
     assert len(ids) == len(chars)
@@ -94,27 +95,27 @@ def test_char_encoder_one_id_per_character():
 
 
 def test_collate_aligns_labels_with_cls_sep_and_padding():
-    enc = utils.CharEncoder(FakeTokenizer)
-    input_ids, labels = utils.collate([([5, 6], [1, 2]), ([5], [0])], enc)
+    enc = CharEncoder(FakeTokenizer)
+    input_ids, labels = collate([([5, 6], [1, 2]), ([5], [0])], enc)
     assert input_ids.tolist() == [[2, 5, 6, 3], [2, 5, 3, 0]]
-    ig = utils.IGNORE_INDEX
+    ig = IGNORE_INDEX
     assert labels.tolist() == [[ig, 1, 2, ig], [ig, 0, ig, ig]]
 
 
 def test_train_features_split_long_sentences_without_loss():
-    enc = utils.CharEncoder(FakeTokenizer)
+    enc = CharEncoder(FakeTokenizer)
     ex = {"chars": list("张三") * 7, "labels": ["B-PER", "I-PER"] * 7}
-    feats = utils.train_features([ex], enc, {"O": 0, "B-PER": 1, "I-PER": 2}, max_seq_length=7)
+    feats = train_features([ex], enc, {"O": 0, "B-PER": 1, "I-PER": 2}, max_seq_length=7)
     assert [len(ids) for ids, _ in feats] == [5, 5, 4]
     assert sum((labels for _, labels in feats), []) == [1, 2] * 7
 
 
 @pytest.mark.parametrize("length, size", [(1, 5), (5, 5), (6, 5), (23, 5), (100, 16), (7, 1)])
 def test_windows_cover_every_position(length, size):
-    windows = utils.make_windows(length, size)
+    windows = make_windows(length, size)
     assert windows[0][0] == 0 and windows[-1][1] == length
     assert all(end - start <= size for start, end in windows)
-    owner = utils.window_owner(length, windows)
+    owner = window_owner(length, windows)
     assert (owner >= 0).all()
     for i, w in enumerate(owner):
         assert windows[w][0] <= i < windows[w][1]
@@ -130,16 +131,16 @@ def test_windows_cover_every_position(length, size):
     (30, 10, [(0, 10), (5, 15), (10, 20), (15, 25), (20, 30)]),
 ])
 def test_windows_exactly(length, size, expected):
-    assert utils.make_windows(length, size) == expected
+    assert make_windows(length, size) == expected
 
 
 def test_no_window_nearly_repeats_another_and_every_character_has_context():
     for size in (5, 14, 46, 126):
         for length in range(size + 1, 6 * size):
-            windows = utils.make_windows(length, size)
+            windows = make_windows(length, size)
             starts = [start for start, _ in windows]
             assert min(b - a for a, b in zip(starts, starts[1:])) >= size // 4, (length, size, windows)
-            owner = utils.window_owner(length, windows)
+            owner = window_owner(length, windows)
             margin = [min(i - windows[w][0], windows[w][1] - 1 - i) for i, w in enumerate(owner)]
             # away from the text's own ends, a character is never near the edge of the window it is taken from
             assert min(margin[size // 2:length - size // 2]) >= size // 8, (length, size, windows)
@@ -147,4 +148,4 @@ def test_no_window_nearly_repeats_another_and_every_character_has_context():
 
 def test_split_dev_too_small():
     with pytest.raises(UserError, match="too few"):
-        utils.split_dev([{"chars": ["a"]}], 0.5, 0)
+        split_dev([{"chars": ["a"]}], 0.5, 0)

@@ -6,9 +6,11 @@ import pytest
 from conftest import ofa_args
 
 import export_model_msra_ner_ofa as export_stage
-import predict
+from ner_ofa.tools import predict
 import run_msra_ner_ofa
-import utils
+from ner_ofa.data import read_ner_file
+from ner_ofa.features import CharEncoder
+from ner_ofa.scoring import evaluate
 from ner_ofa import backends, cli, model_io, supernet
 
 
@@ -36,8 +38,8 @@ def test_width_and_depth_pairs_train_export_and_predict(trained, tmp_path):
     # the exported sub-model scores on test what stage 2 reported for that pair
     sub, tokenizer, _ = model_io.load_model_dir(str(tmp_path / "e" / "sub"), ["sub_model"])
     sub.eval()
-    test = utils.read_ner_file(os.path.join(trained["data_dir"], "test.tsv"))
-    scores = utils.evaluate(backends.dynamic_logits_fn(sub), test, utils.CharEncoder(tokenizer), info["labels"], 48, 16)
+    test = read_ner_file(os.path.join(trained["data_dir"], "test.tsv"))
+    scores = evaluate(backends.dynamic_logits_fn(sub), test, CharEncoder(tokenizer), info["labels"], 48, 16)
     assert scores["f1"] == summary["widths"]["0.5_0.5"]["test_f1"]
     # the supernet dir run at its (width, depth), its exported dygraph and static models: the same labels
     text = "三月五日，王伟在北京的人民银行会见了李娜。" * 3

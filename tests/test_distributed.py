@@ -6,7 +6,9 @@ import subprocess
 
 from conftest import REPO
 
-import utils
+from ner_ofa.data import read_ner_file
+from ner_ofa.features import CharEncoder
+from ner_ofa.scoring import evaluate
 from ner_ofa import backends, distributed, model_io
 
 
@@ -43,8 +45,8 @@ def test_two_processes_agree_and_only_rank0_writes(tiny_demo, tmp_path):
     # the width-0.5 test F1 rank 0 reported is that of the model it saved, scored here at its width
     summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["widths"]["0.5"]
     model, tokenizer, info = backends.load_inference_model(str(tmp_path / "o" / "model_0.5"))
-    test = utils.read_ner_file(os.path.join(tiny_demo["data_dir"], "test.tsv"))
-    scores = utils.evaluate(backends.dynamic_logits_fn(model), test, utils.CharEncoder(tokenizer), info["labels"], 48, 8)
+    test = read_ner_file(os.path.join(tiny_demo["data_dir"], "test.tsv"))
+    scores = evaluate(backends.dynamic_logits_fn(model), test, CharEncoder(tokenizer), info["labels"], 48, 8)
     assert scores["f1"] == summary["test_f1"] and scores["gold_chunks"] > 0
 
 
@@ -62,8 +64,8 @@ def test_two_processes_agree_at_every_depth(trained, tmp_path):
     summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["widths"]
     assert sorted(summary) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
     model, tokenizer, info = backends.load_inference_model(str(tmp_path / "o" / "model_0.5_0.5"))
-    test = utils.read_ner_file(os.path.join(trained["data_dir"], "test.tsv"))
-    scores = utils.evaluate(backends.dynamic_logits_fn(model), test, utils.CharEncoder(tokenizer), info["labels"], 48, 8)
+    test = read_ner_file(os.path.join(trained["data_dir"], "test.tsv"))
+    scores = evaluate(backends.dynamic_logits_fn(model), test, CharEncoder(tokenizer), info["labels"], 48, 8)
     assert scores["f1"] == summary["0.5_0.5"]["test_f1"]
 
 

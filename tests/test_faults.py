@@ -8,7 +8,10 @@ from conftest import REPO, ofa_args, teacher_args
 
 import run_msra_ner
 import run_msra_ner_ofa
-import utils
+from ner_ofa.data import load_splits
+from ner_ofa.features import CharEncoder
+from ner_ofa import scoring
+from ner_ofa.scoring import evaluate
 from ner_ofa import backends, cli, model_io, training
 
 
@@ -124,10 +127,10 @@ def test_killed_inside_the_swap_leaves_the_previous_best_recoverable(tiny_demo, 
     assert model_io.interrupted_save_leftovers(str(out / "model_best")) == []
     model, tokenizer, info = model_io.load_model_dir(str(out / "model_best"), ["teacher"])
     metrics = model_io.read_json(str(out / "model_best" / "metrics.json"))
-    data = utils.load_splits(type("A", (), {"data_dir": tiny_demo["data_dir"], "dev_ratio": 0.1, "seed": 42}),
+    data = load_splits(type("A", (), {"data_dir": tiny_demo["data_dir"], "dev_ratio": 0.1, "seed": 42}),
                              label_list=info["labels"])
     model.eval()
-    scores = utils.evaluate(backends.dynamic_logits_fn(model), data["dev"], utils.CharEncoder(tokenizer), info["labels"],
+    scores = evaluate(backends.dynamic_logits_fn(model), data["dev"], CharEncoder(tokenizer), info["labels"],
                             48, 16)
     assert scores["f1"] == metrics["dev"]["f1"]
 
@@ -135,7 +138,7 @@ def test_killed_inside_the_swap_leaves_the_previous_best_recoverable(tiny_demo, 
 def dev_f1_schedule(monkeypatch, f1_of_call):
     """Dev scores whose F1 is ``f1_of_call(n)`` for the n-th dev evaluation (test scores stay real): lets a test
     choose which evaluations improve, as a rerun that does not repeat exactly (a GPU) would."""
-    original, calls = utils.evaluate, []
+    original, calls = scoring.evaluate, []
 
     def evaluate(logits_fn, examples, *rest):
         scores = original(logits_fn, examples, *rest)
@@ -144,7 +147,7 @@ def dev_f1_schedule(monkeypatch, f1_of_call):
             scores = dict(scores, f1=f1_of_call(len(calls)))
         return scores
 
-    monkeypatch.setattr(utils, "evaluate", evaluate)
+    monkeypatch.setattr(scoring, "evaluate", evaluate)
 
 
 def crashed_before_checkpoint(monkeypatch, step, run, args):

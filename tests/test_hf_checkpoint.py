@@ -11,7 +11,7 @@ from conftest import teacher_args
 from hf_fixtures import SIZES, demo_vocab, hf_tensors, tree_digest, write_checkpoint
 
 import run_msra_ner
-import utils
+from ner_ofa.features import CharEncoder
 from ner_ofa import cli, hf_checkpoint, model_io
 
 def numpy_bert_logits(tensors, ids, classifier_w, classifier_b, prefix="bert."):
@@ -149,6 +149,6 @@ def test_tokenizer_json_that_is_not_wordpiece_is_one_line(tiny_demo, tmp_path, c
 def test_char_encoder_ids_come_from_the_checkpoint_vocabulary(tiny_demo, tmp_path):
     vocab = demo_vocab(tiny_demo)
     ckpt, _ = write_checkpoint(str(tmp_path / "ckpt"), vocab, vocab_file="tokenizer.json")
-    encoder = utils.CharEncoder(model_io.load_tokenizer(ckpt))
+    encoder = CharEncoder(model_io.load_tokenizer(ckpt))
     assert encoder.encode([vocab[20], vocab[30]]) == [20, 30] and encoder.cls_id == vocab.index("[CLS]")
     assert hf_checkpoint.vocab_tokens(ckpt) == vocab

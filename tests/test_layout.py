@@ -1,5 +1,5 @@
-"""The design's layering, read from the source: utils.py at the bottom imports nothing of this project; ner_ofa/
-imports no script; no script imports another script -- a program that needs what another one does runs it as a
+"""The design's layering, read from the source: the data and scoring modules at the bottom of ner_ofa/ import
+nothing else of it; ner_ofa/ imports no script and no top-level module; no script imports another script -- a program that needs what another one does runs it as a
 user would (ner_ofa/stages.py), or shares a library module with it -- with one exception, named below."""
 import ast
 import glob
@@ -7,8 +7,8 @@ import os
 
 from conftest import REPO
 
-# the scripts: the top-level programs (utils.py is the bottom library, not a script) and scripts/*.py
-SCRIPT_FILES = sorted(set(glob.glob(os.path.join(REPO, "*.py"))) - {os.path.join(REPO, "utils.py")}) + \
+# the scripts: the top-level programs and scripts/*.py
+SCRIPT_FILES = sorted(glob.glob(os.path.join(REPO, "*.py"))) + \
     sorted(glob.glob(os.path.join(REPO, "scripts", "*.py")))
 SCRIPTS = {os.path.splitext(os.path.basename(p))[0] for p in SCRIPT_FILES}
 
@@ -29,12 +29,33 @@ def imported_modules(path):
     return names
 
 
-def test_utils_is_the_bottom():
-    assert imported_modules(os.path.join(REPO, "utils.py")) & (SCRIPTS | {"ner_ofa", "scripts"}) == set()
+BOTTOM = ("errors", "data", "features", "labelling", "scoring")
+
+
+def imported_ner_ofa_modules(path):
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ner_ofa"):
+            names.update([node.module.split(".")[1]] if "." in node.module else [a.name for a in node.names])
+    return names
+
+
+def test_data_and_scoring_are_the_bottom():
+    for name in BOTTOM:
+        assert imported_ner_ofa_modules(os.path.join(REPO, "ner_ofa", name + ".py")) <= set(BOTTOM), name
+
+
+def test_no_top_level_library():
+    """The library imports no module of the repository's top level (a user's own utils.py would shadow it)."""
+    top_level = {os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(REPO, "*.py"))}
+    for path in glob.glob(os.path.join(REPO, "ner_ofa", "**", "*.py"), recursive=True):
+        assert imported_modules(path) & (top_level | {"utils", "scripts", "conftest"}) == set(), path
 
 
 def test_ner_ofa_imports_no_script():
-    for path in glob.glob(os.path.join(REPO, "ner_ofa", "*.py")):
+    for path in glob.glob(os.path.join(REPO, "ner_ofa", "**", "*.py"), recursive=True):
         assert imported_modules(path) & (SCRIPTS | {"scripts"}) == set(), path
 
 

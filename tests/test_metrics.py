@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-import utils
+from ner_ofa.labelling import constrained_decode, decode_chunks, log_softmax, predict_label_ids, spans_from_labels
+from ner_ofa.scoring import chunk_scores, evaluate
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 ID = {label: i for i, label in enumerate(LABELS)}
@@ -14,8 +15,8 @@ def ids(tags):
 
 def test_perfect_and_empty():
     gold = [ids("B-PER I-PER O B-LOC")]
-    assert utils.chunk_scores(gold, gold, LABELS)["f1"] == 1.0
-    none = utils.chunk_scores([ids("O O")], [ids("O O")], LABELS)
+    assert chunk_scores(gold, gold, LABELS)["f1"] == 1.0
+    none = chunk_scores([ids("O O")], [ids("O O")], LABELS)
     assert (none["precision"], none["recall"], none["f1"]) == (0.0, 0.0, 0.0)
 
 
@@ -23,7 +24,7 @@ def test_hand_made_cases():
     gold = [ids("B-PER I-PER O B-LOC I-LOC"), ids("B-LOC O B-PER")]
     pred = [ids("B-PER I-PER O B-LOC O"),      # LOC boundary wrong -> 1 correct of 2 predicted
             ids("B-PER O B-PER")]              # wrong type, then right
-    s = utils.chunk_scores(gold, pred, LABELS)
+    s = chunk_scores(gold, pred, LABELS)
     assert (s["gold_chunks"], s["pred_chunks"], s["correct_chunks"]) == (4, 4, 2)
     assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(0.5)
     assert s["f1"] == pytest.approx(0.5)
@@ -32,9 +33,9 @@ def test_hand_made_cases():
 def test_missing_and_extra_entities():
     gold = [ids("B-PER I-PER O O O")]
     pred = [ids("O O O B-LOC I-LOC")]
-    s = utils.chunk_scores(gold, pred, LABELS)
+    s = chunk_scores(gold, pred, LABELS)
     assert (s["precision"], s["recall"], s["f1"]) == (0.0, 0.0, 0.0)
-    s = utils.chunk_scores([ids("B-PER O B-LOC")], [ids("B-PER O O")], LABELS)
+    s = chunk_scores([ids("B-PER O B-LOC")], [ids("B-PER O O")], LABELS)
     assert s["precision"] == 1.0 and s["recall"] == 0.5 and s["f1"] == pytest.approx(2 / 3)
 
 
@@ -66,9 +67,9 @@ def test_windowed_prediction_keeps_entity_cut_by_a_window_boundary():
     gold = [ID[t] for t in tags]
     tokens = list(range(10, 40))  # one distinct token per character
     model = edge_blind_model(dict(zip(tokens, gold)), margin=2)
-    [pred] = utils.predict_label_ids(model, [tokens], Enc, max_seq_length=12, batch_size=2)
+    [pred] = predict_label_ids(model, [tokens], Enc, max_seq_length=12, batch_size=2)
     assert pred.tolist() == gold
-    s = utils.chunk_scores([gold], [pred.tolist()], LABELS)
+    s = chunk_scores([gold], [pred.tolist()], LABELS)
     assert s["f1"] == 1.0 and s["gold_chunks"] == 2
     # Each window alone would have cut the PER entity: the first window sees only B-PER I-PER of it.
     assert sum(1 for t in tags[:10] if t != "O") == 2
@@ -81,12 +82,12 @@ def test_every_character_scored_even_beyond_max_seq_length():
     for t, g in zip(tokens, gold):
         lookup.setdefault(t, g)
     gold = [lookup[t] for t in tokens]
-    [pred] = utils.predict_label_ids(edge_blind_model(lookup, 0), [tokens], Enc, max_seq_length=16, batch_size=4)
+    [pred] = predict_label_ids(edge_blind_model(lookup, 0), [tokens], Enc, max_seq_length=16, batch_size=4)
     assert len(pred) == 90 and pred.tolist() == gold
 
 
 def test_spans_from_labels():
-    spans = utils.spans_from_labels("B-PER I-PER O I-LOC I-LOC B-LOC B-PER I-LOC".split())
+    spans = spans_from_labels("B-PER I-PER O I-LOC I-LOC B-LOC B-PER I-LOC".split())
     assert spans == [("PER", 0, 2), ("LOC", 3, 5), ("LOC", 5, 6), ("PER", 6, 7), ("LOC", 7, 8)]
 
 
@@ -108,12 +109,12 @@ def test_constrained_decode_repairs_fragmented_argmax():
                 [0.30, 0.05, 0.05, 0.05, 0.55],    # argmax I-LOC right after a PER: type switch
                 [0.90, 0.025, 0.025, 0.025, 0.025]])
     assert [LABELS[i] for i in s.argmax(-1)] == ["I-PER", "I-PER", "I-LOC", "O"]
-    [path] = utils.constrained_decode([s], LABELS)
+    [path] = constrained_decode([s], LABELS)
     assert [LABELS[i] for i in path] == ["B-PER", "I-PER", "O", "O"]
     # Two argmax fragments, two chunks; decoded: one PER, which is the gold entity here.
     gold = ids("B-PER I-PER O O")
-    assert utils.chunk_scores([gold], [s.argmax(-1).tolist()], LABELS)["pred_chunks"] == 2
-    assert utils.chunk_scores([gold], [path.tolist()], LABELS)["f1"] == 1.0
+    assert chunk_scores([gold], [s.argmax(-1).tolist()], LABELS)["pred_chunks"] == 2
+    assert chunk_scores([gold], [path.tolist()], LABELS)["f1"] == 1.0
 
 
 def test_constrained_decode_is_the_best_valid_path():
@@ -121,8 +122,8 @@ def test_constrained_decode_is_the_best_valid_path():
 
     rng = np.random.RandomState(0)
     lengths = [0, 1, 2, 3, 4, 5, 1, 4]
-    score_list = [utils.log_softmax(rng.randn(n, len(LABELS))) for n in lengths]
-    paths = utils.constrained_decode(score_list, LABELS, max_cells=12)  # chunks mix lengths
+    score_list = [log_softmax(rng.randn(n, len(LABELS))) for n in lengths]
+    paths = constrained_decode(score_list, LABELS, max_cells=12)  # chunks mix lengths
     for s, path in zip(score_list, paths):
         assert len(path) == len(s)
         best, best_score = None, -np.inf
@@ -154,9 +155,9 @@ def test_evaluation_decodes_valid_bio(monkeypatch):
         out[:, 3:, ID["O"]] = 2.0
         return out
 
-    [argmax] = utils.predict_label_ids(logits_fn, [E.encode("abcd")], E, 16, 4)
-    assert utils.chunk_scores([ids("B-PER I-PER O O")], [argmax.tolist()], LABELS)["f1"] == 0.0
-    s = utils.evaluate(logits_fn, examples, E, LABELS, max_seq_length=16, batch_size=4)
+    [argmax] = predict_label_ids(logits_fn, [E.encode("abcd")], E, 16, 4)
+    assert chunk_scores([ids("B-PER I-PER O O")], [argmax.tolist()], LABELS)["f1"] == 0.0
+    s = evaluate(logits_fn, examples, E, LABELS, max_seq_length=16, batch_size=4)
     assert s["f1"] == 1.0 and s["pred_chunks"] == 1
 
 
@@ -165,15 +166,15 @@ def test_decode_memory_is_bounded_by_characters_not_sequences():
     bounded by padded characters, and decoding in chunks gives the same paths."""
     lengths = [100_000] * 256 + [3, 50, 0, 7] * 100
     cells = 1 << 18
-    chunks = utils.decode_chunks(lengths, cells)
+    chunks = decode_chunks(lengths, cells)
     assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
     for chunk in chunks:
         padded = len(chunk) * max(lengths[i] for i in chunk)
         assert padded <= cells or len(chunk) == 1, (len(chunk), padded)
     rng = np.random.RandomState(1)
-    score_list = [utils.log_softmax(rng.randn(n, len(LABELS))) for n in [5, 0, 40, 17, 1, 33, 8]]
-    one_block = utils.constrained_decode(score_list, LABELS, max_cells=10**9)
-    small = utils.constrained_decode(score_list, LABELS, max_cells=40)
+    score_list = [log_softmax(rng.randn(n, len(LABELS))) for n in [5, 0, 40, 17, 1, 33, 8]]
+    one_block = constrained_decode(score_list, LABELS, max_cells=10**9)
+    small = constrained_decode(score_list, LABELS, max_cells=40)
     assert [p.tolist() for p in small] == [p.tolist() for p in one_block]
 
 
@@ -210,10 +211,10 @@ def test_model_calls_use_few_shapes_and_padding_changes_no_label():
 
     rng = np.random.RandomState(3)
     sequences = [rng.randint(3, 60, size=n).tolist() for n in rng.randint(1, 150, size=40)]
-    labels = utils.predict_label_ids(logits_fn, sequences, E, max_seq_length=64, batch_size=16, label_list=LABELS)
+    labels = predict_label_ids(logits_fn, sequences, E, max_seq_length=64, batch_size=16, label_list=LABELS)
     assert {rows for rows, _ in shapes} <= {1, 2, 4, 8, 16}
     assert all(length % 8 == 0 or length == 64 for _, length in shapes)
     assert len(set(shapes)) < len(shapes)
     for ids, got in zip(sequences, labels):
-        [alone] = utils.predict_label_ids(unpadded, [ids], E, max_seq_length=64, batch_size=1, label_list=LABELS)
+        [alone] = predict_label_ids(unpadded, [ids], E, max_seq_length=64, batch_size=1, label_list=LABELS)
         assert got.tolist() == alone.tolist()

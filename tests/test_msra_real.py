@@ -8,7 +8,7 @@ from conftest import SHARED, export_args
 import export_model_msra_ner_ofa as export_stage
 import run_msra_ner
 import run_msra_ner_ofa
-import utils
+from ner_ofa.data import read_ner_file, write_ner_file
 from ner_ofa import model_io
 
 MSRA = os.path.join(SHARED, "data", "msra_ner")
@@ -25,14 +25,14 @@ def test_msra_slice_teacher_ofa_export(tmp_path):
     windows) is in its training data on purpose: from random init, generalising to unseen MSRA sentences takes
     thousands of steps, remembering 80 sentences a few hundred (seen: test F1 0.65 after 400 steps). A pipeline
     that misaligns labels, windows or offsets anywhere between the files and the scores stays far below."""
-    train = utils.read_ner_file(os.path.join(MSRA, "train.tsv"))[:300]
-    test = utils.read_ner_file(os.path.join(MSRA, "test.tsv"))
+    train = read_ner_file(os.path.join(MSRA, "train.tsv"))[:300]
+    test = read_ner_file(os.path.join(MSRA, "test.tsv"))
     longest = max(test, key=lambda e: len(e["chars"]))
     test = test[:80] + [longest]
     data = tmp_path / "data"
     data.mkdir()
-    utils.write_ner_file(str(data / "train.tsv"), train + test)
-    utils.write_ner_file(str(data / "test.tsv"), test)
+    write_ner_file(str(data / "train.tsv"), train + test)
+    write_ner_file(str(data / "test.tsv"), test)
     model = tmp_path / "bert_small"
     model.mkdir()
     (model / "vocab.txt").write_bytes(open(os.path.join(BERT, "vocab.txt"), "rb").read())

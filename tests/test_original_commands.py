@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, SHARED
 
 import demo_data
-import utils
+from ner_ofa.data import write_ner_file
 from ner_ofa import model_io
 
 VOCAB = os.path.join(SHARED, "data", "bert-base-chinese", "vocab.txt")
@@ -65,7 +65,7 @@ def make_cache(home):
         examples = [ex for ex in demo_data.make_examples(4 * n, seed, long_every=10**9) if len(ex["chars"]) <= 24][:n]
         for ex in examples:
             ex["labels"] = ["O" if label.endswith("TIME") else label for label in ex["labels"]]
-        utils.write_ner_file(os.path.join(data_dir, f"{split}.tsv"), examples)
+        write_ner_file(os.path.join(data_dir, f"{split}.tsv"), examples)
 
 
 def run(argv, cwd, env, stub_checksum=False):

@@ -57,7 +57,7 @@ def test_apply_patches_once_and_only_when_called():
     from conftest import REPO
 
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "import utils\n"
+            "from ner_ofa import data, features, labelling, scoring\n"
             "from ner_ofa import backends, paddleslim_compat, supernet, training\n"
             "from paddleslim.nas.ofa.layers import SuperLayerNorm\n"
             "before = SuperLayerNorm.forward\n"

@@ -10,10 +10,13 @@ from conftest import REPO, export_args, ofa_args, teacher_args
 
 import demo_data
 import export_model_msra_ner_ofa as export_stage
-import predict
+from ner_ofa.tools import predict
 import run_msra_ner
 import run_msra_ner_ofa
-import utils
+from ner_ofa.data import read_ner_file, split_dev, write_ner_file
+from ner_ofa.features import CharEncoder
+from ner_ofa.labelling import spans_from_labels
+from ner_ofa.scoring import evaluate
 from ner_ofa import backends, cli, model_io
 
 
@@ -36,7 +39,7 @@ def test_teacher_learns_and_writes_best_model(chain):
     assert metrics["step"] == teacher["best_step"] and metrics["dev"]["f1"] == teacher["best_dev_f1"]
     assert set(metrics["test"]) >= {"precision", "recall", "f1"}
     # every character of every test sentence is scored
-    test = utils.read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
+    test = read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
     assert metrics["test"]["characters"] == sum(len(e["chars"]) for e in test)
     assert max(len(e["chars"]) for e in test) > 46  # longer than one window
     info = model_io.read_json(os.path.join(best, "model_info.json"))
@@ -62,8 +65,8 @@ def test_export_sub_model_reloads_and_matches_supernet_score(chain):
     sub, tokenizer, info = model_io.load_model_dir(sub_dir, ["sub_model"])
     assert info["width_mult"] == 0.5 and info["num_heads"] == 2
     sub.eval()
-    test = utils.read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
-    scores = utils.evaluate(backends.dynamic_logits_fn(sub), test, utils.CharEncoder(tokenizer), info["labels"], 48, 16)
+    test = read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
+    scores = evaluate(backends.dynamic_logits_fn(sub), test, CharEncoder(tokenizer), info["labels"], 48, 16)
     assert scores["f1"] == chain["ofa"]["widths"]["0.5"]["test_f1"]  # the supernet at 0.5 scored the same
 
 
@@ -116,7 +119,7 @@ def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
                 if label.startswith("B-"):
                     kind = types[ord(ex["chars"][i]) % 8]
                 ex["labels"][i] = "O" if label == "O" else f"{label[0]}-{kind}"
-        utils.write_ner_file(str(data_dir / f"{split}.tsv"), examples)
+        write_ner_file(str(data_dir / f"{split}.tsv"), examples)
     labels = ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
     (data_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     _, model_dir = demo_data.write_demo(str(tmp_path / "model"), 1, 1, 1, hidden_size=32, intermediate_size=64)
@@ -124,11 +127,11 @@ def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
     teacher = run_msra_ner.main(teacher_args(str(data_dir), model_dir, str(out / "teacher"), "--max_steps", "8"))
     assert model_io.read_json(str(out / "teacher" / "model_best" / "model_info.json"))["labels"] == labels
     # dev was carved from train (seeded) and scored over all 8 types: its gold chunks are that split's entities
-    train = utils.read_ner_file(str(data_dir / "train.tsv"))
-    _, dev = utils.split_dev(train, 0.1, 42)
-    dev_entities = sum(len(utils.spans_from_labels(ex["labels"])) for ex in dev)
+    train = read_ner_file(str(data_dir / "train.tsv"))
+    _, dev = split_dev(train, 0.1, 42)
+    dev_entities = sum(len(spans_from_labels(ex["labels"])) for ex in dev)
     assert dev_entities > 0 and [p["dev"]["gold_chunks"] for p in teacher["curve"]] == [dev_entities]
-    assert {t for ex in dev for t, _, _ in utils.spans_from_labels(ex["labels"])} <= set(types)
+    assert {t for ex in dev for t, _, _ in spans_from_labels(ex["labels"])} <= set(types)
     run_msra_ner_ofa.main(ofa_args(str(data_dir), str(out / "teacher" / "model_best"), str(out / "ofa"),
                                    "--max_steps", "4"))
     result = export_stage.main(export_args(str(out / "ofa" / "model_1.0"), str(out / "export"), width="1.0"))
@@ -182,7 +185,7 @@ def test_every_flag_has_help(script, monkeypatch):
 
 
 def test_int8_model_loads_and_labels_like_fp32(chain, tmp_path, capsys):
-    import quantize_model
+    from ner_ofa.tools import quantize as quantize_model
 
     static_dir = os.path.join(chain["root"], "export", "static")
     result = quantize_model.main(quantize_model.parse_args(

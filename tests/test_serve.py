@@ -12,7 +12,7 @@ import time
 import pytest
 
 import export_model_msra_ner_ofa as export_stage
-import predict
+from ner_ofa.tools import predict
 from conftest import REPO, export_args
 
 TEXTS = ["三月五日，王伟在北京的人民银行会见了李娜。", "", "李娜去了上海。" * 30, "Ａpple 公司\u2028在北京"]

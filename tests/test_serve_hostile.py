@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from conftest import fake_tokenizer
 
-import serve
-import utils
+from ner_ofa.tools import serve
+from ner_ofa.features import CharEncoder, make_windows
+from ner_ofa.labelling import predict_entities
 
 CHARS = "王伟在北京李娜上海"
 LABELS = ["O", "B-PER", "I-PER"]
@@ -58,7 +59,7 @@ def start():
         for key, value in flags.items():
             argv += [f"--{key}", str(value)]
         args = serve.parse_args(argv)
-        encoder = utils.CharEncoder(fake_tokenizer(*CHARS))
+        encoder = CharEncoder(fake_tokenizer(*CHARS))
         labeller = serve.FairLabeller(model, encoder, LABELS, args.max_seq_length, args.batch_size,
                                       args.max_batch_texts, args.batch_wait_ms / 1000, args.max_queue,
                                       args.max_queued_windows)
@@ -153,7 +154,7 @@ def test_a_large_request_holds_the_model_for_one_call_at_a_time(start):
 
 
 def test_answers_under_interleaving_equal_labelling_alone(start):
-    """Slicing and grouping do not change any answer: the same texts alone, through utils.predict_entities."""
+    """Slicing and grouping do not change any answer: the same texts alone, through predict_entities."""
     rng = np.random.RandomState(0)
     weights = rng.standard_normal((len(CHARS) + 5, len(LABELS))).astype(np.float32)
 
@@ -166,7 +167,7 @@ def test_answers_under_interleaving_equal_labelling_alone(start):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda t: post(port, [t, t[::-1]]), texts))
     for text, (status, data, _) in zip(texts, answers):
-        expected = utils.predict_entities(model, [text, text[::-1]], encoder, LABELS, 10, 2)
+        expected = predict_entities(model, [text, text[::-1]], encoder, LABELS, 10, 2)
         assert status == 200 and [r["entities"] for r in data["results"]] == expected
     assert any(r["entities"] for _, data, _ in answers for r in data["results"])
 
@@ -323,8 +324,8 @@ def test_flags_that_must_be_positive():
 def test_defaults_admit_a_maximal_request():
     args = serve.parse_args(["--model_dir", "x"])
     assert isinstance(args, argparse.Namespace) and args.max_queued_windows is None
-    windows = args.max_texts * len(utils.make_windows(args.max_text_chars, 126))
-    labeller = serve.FairLabeller(SlowModel(0.0), utils.CharEncoder(fake_tokenizer(*CHARS)), LABELS, 128, 32,
+    windows = args.max_texts * len(make_windows(args.max_text_chars, 126))
+    labeller = serve.FairLabeller(SlowModel(0.0), CharEncoder(fake_tokenizer(*CHARS)), LABELS, 128, 32,
                                   max_queued_windows=2 * windows)
     assert labeller.windows_needed(["王" * args.max_text_chars] * args.max_texts) == windows
 

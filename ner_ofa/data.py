@@ -1,0 +1,219 @@
+"""The labelled data the stages train and score on: reading and writing data files, label sets, the dev
+split, PaddleNLP's ``msra_ner``, and the checks that stage 2 uses the teacher's data."""
+import hashlib
+import json
+import os
+import random
+import re
+
+from ner_ofa.errors import UserError, logger
+
+
+TOKEN_SEP = "\x02"
+
+
+_LABEL_RE = re.compile(r"^[BI]-\S+$")
+
+
+def check_label(label, where):
+    if label != "O" and not _LABEL_RE.match(label):
+        raise UserError(f"{where}: label {label!r} is not BIO (O, B-TYPE or I-TYPE)")
+
+
+def read_ner_file(path):
+    """Read one msra_ner-layout file into a list of {'chars', 'labels', 'where'} examples."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: data file not found")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from None
+    examples = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        if "\t" not in line:
+            raise UserError(f"{where}: no TAB between the characters and the labels")
+        chars_part, labels_part = line.split("\t", 1)
+        if not chars_part:
+            raise UserError(f"{where}: empty sentence")
+        chars, labels = chars_part.split(TOKEN_SEP), labels_part.split(TOKEN_SEP)
+        if len(chars) != len(labels):
+            raise UserError(f"{where}: {len(chars)} characters but {len(labels)} labels")
+        for label in labels:
+            check_label(label, where)
+        examples.append({"chars": chars, "labels": labels, "where": where})
+    if not examples:
+        raise UserError(f"{path}: no sentences (empty file)")
+    return examples
+
+
+def write_ner_file(path, examples):
+    with open(path, "w", encoding="utf-8") as handle:
+        for ex in examples:
+            handle.write(TOKEN_SEP.join(ex["chars"]) + "\t" + TOKEN_SEP.join(ex["labels"]) + "\n")
+
+
+def label_list_from(examples):
+    """O first, then B-/I- pairs of every entity type seen, sorted by type."""
+    types = sorted({label[2:] for ex in examples for label in ex["labels"] if label != "O"})
+    return ["O"] + [f"{prefix}-{t}" for t in types for prefix in ("B", "I")]
+
+
+def read_label_file(path):
+    with open(path, encoding="utf-8") as handle:
+        labels = [line.strip() for line in handle if line.strip()]
+    if not labels:
+        raise UserError(f"{path}: no labels")
+    for lineno, label in enumerate(labels, 1):
+        check_label(label, f"{path}:{lineno}")
+    if len(set(labels)) != len(labels):
+        raise UserError(f"{path}: duplicate labels")
+    return labels
+
+
+def check_labels_known(examples, label_list, split):
+    known = set(label_list)
+    for ex in examples:
+        for label in ex["labels"]:
+            if label not in known:
+                raise UserError(f"{ex['where']}: label {label!r} in {split} is not in the label set "
+                                f"({' '.join(label_list)})")
+
+
+def _load_online_msra():
+    """PaddleNLP's msra_ner (the default, online path)."""
+    try:
+        from paddlenlp.datasets import load_dataset
+
+        train_ds, test_ds = load_dataset("msra_ner", splits=("train", "test"), lazy=False)
+    except Exception as error:  # network, server, cache
+        raise UserError(f"could not load PaddleNLP's msra_ner ({type(error).__name__}: {error}); "
+                        "give a local copy with --data_dir") from None
+    label_list = list(train_ds.label_list)
+
+    def convert(ds, split):
+        return [{"chars": list(ex["tokens"]), "labels": [label_list[i] for i in ex["labels"]],
+                 "where": f"msra_ner/{split}:{n + 1}"} for n, ex in enumerate(ds)]
+
+    return convert(train_ds, "train"), None, convert(test_ds, "test"), None
+
+
+def split_dev(train, dev_ratio, seed):
+    """A seeded dev split carved from train; returns (train, dev)."""
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    n_dev = max(1, int(round(len(train) * dev_ratio)))
+    if n_dev >= len(train):
+        raise UserError(f"train has {len(train)} sentences: too few to hold out --dev_ratio {dev_ratio} as dev")
+    dev_ids = set(order[:n_dev])
+    return [ex for i, ex in enumerate(train) if i not in dev_ids], [ex for i, ex in enumerate(train) if i in dev_ids]
+
+
+def load_splits(args, label_list=None):
+    """Return {'train', 'dev', 'test', 'labels', 'dev_source'}.
+
+    Labels come from ``label_list`` (a trained model's), else ``labels.txt`` in --data_dir, else the
+    training data. Dev is the data's own dev split if present, else a seeded --dev_ratio of train."""
+    if args.data_dir:
+        if not os.path.isdir(args.data_dir):
+            raise UserError(f"--data_dir {args.data_dir}: not a directory")
+        train = read_ner_file(os.path.join(args.data_dir, "train.tsv"))
+        dev_path = os.path.join(args.data_dir, "dev.tsv")
+        dev = read_ner_file(dev_path) if os.path.exists(dev_path) else None
+        test = read_ner_file(os.path.join(args.data_dir, "test.tsv"))
+        labels_path = os.path.join(args.data_dir, "labels.txt")
+        file_labels = read_label_file(labels_path) if os.path.exists(labels_path) else None
+    else:
+        train, dev, test, file_labels = _load_online_msra()
+    if label_list is None:
+        label_list = file_labels or label_list_from(train)
+    check_labels_known(train, label_list, "train")
+    if dev is None:
+        dev_split = {"from": "train", "dev_ratio": args.dev_ratio, "seed": args.seed, "train_sentences": len(train)}
+        train, dev = split_dev(train, args.dev_ratio, args.seed)
+        dev_source = f"{args.dev_ratio:g} of train (seed {args.seed})"
+    else:
+        dev_split = {"from": "dev.tsv"}
+        dev_source = "dev.tsv"
+        check_labels_known(dev, label_list, "dev")
+    check_labels_known(test, label_list, "test")
+    return {"train": train, "dev": dev, "test": test, "labels": list(label_list), "dev_source": dev_source,
+            "dev_split": dev_split}
+
+
+def describe_splits(data, data_dir):
+    """One log line: sentences per split, where dev came from, where the data came from."""
+    return (f"train {len(data['train'])}, dev {len(data['dev'])} ({data['dev_source']}), test {len(data['test'])} "
+            f"sentences | {data_dir or 'PaddleNLP msra_ner'}")
+
+
+def teacher_dev_split(teacher_dir, info):
+    """How the teacher's dev split was made: model_info.json's ``dev_split``, else (older teachers) its
+    args.json's --seed/--dev_ratio (the data then had no dev.tsv unless args.json says otherwise)."""
+    if "dev_split" in info:
+        return info["dev_split"]
+    args_path = os.path.join(teacher_dir, "args.json")
+    if not os.path.isfile(args_path):
+        return None
+    with open(args_path, encoding="utf-8") as handle:
+        teacher_args = json.load(handle)
+    return {"from": "train", "dev_ratio": teacher_args.get("dev_ratio"), "seed": teacher_args.get("seed")}
+
+
+def check_same_dev_split(teacher_split, split):
+    """Stage 2 must score on the teacher's dev split: a dev carved from train with another seed/ratio (or from
+    other data) holds sentences the teacher trained on, and its scores would look better than they are."""
+    if split["from"] == "dev.tsv" or teacher_split is None:
+        return
+    if teacher_split["from"] == "dev.tsv":
+        raise UserError("the teacher was scored on the data's dev.tsv, but this data has none; give the same "
+                        "--data_dir")
+    for key, flag in (("seed", "--seed"), ("dev_ratio", "--dev_ratio")):
+        if teacher_split.get(key) != split[key]:
+            raise UserError(f"{flag} {split[key]} differs from the teacher's {teacher_split.get(key)}: dev would "
+                            f"hold sentences the teacher trained on; pass {flag} {teacher_split.get(key)} (or give a "
+                            "dev.tsv)")
+    if teacher_split.get("train_sentences", split["train_sentences"]) != split["train_sentences"]:
+        raise UserError(f"train has {split['train_sentences']} sentences, the teacher's had "
+                        f"{teacher_split['train_sentences']}: not the teacher's data, so dev would not be its dev "
+                        "split; give the same --data_dir (or a dev.tsv)")
+
+
+def sentences_sha256(examples):
+    """sha256 of the sentences' characters and labels, in order (not of a file: the same data read from any
+    source gives the same hash)."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update((TOKEN_SEP.join(ex["chars"]) + "\t" + TOKEN_SEP.join(ex["labels"]) + "\n").encode("utf-8"))
+    return digest.hexdigest()
+
+
+def data_fingerprint(data):
+    """What stage 1 records of the data it trained and was scored on (model_info.json ``data``): the sentences and
+    content hash of its train split (after dev was carved out of it, if it was) and of its dev split."""
+    return {f"{split}_{what}": fn(data[split]) for split in ("train", "dev")
+            for what, fn in (("sentences", len), ("sha256", sentences_sha256))}
+
+
+def check_same_data(teacher_data, data):
+    """Stage 2 must distil on the teacher's training data and score on its dev split: their content hashes must
+    equal the teacher's record (a file of as many sentences is not the same data). A teacher that records none
+    (made before the record existed) gets a warning, not a refusal: it still passed the sentence-count and
+    dev-split checks, and refusing it would throw away its training. Returns whether the content was compared."""
+    if not teacher_data:
+        logger.warning("the teacher records no hash of its data (made by an older run_msra_ner.py): only its "
+                       "sentence count and dev split were checked; make sure --data_dir is the one it was trained on")
+        return False
+    mine = data_fingerprint(data)
+    for split in ("train", "dev"):
+        key = f"{split}_sha256"
+        if teacher_data.get(key) != mine[key]:
+            raise UserError(f"{split} ({mine[split + '_sentences']} sentences, sha256 {mine[key][:12]}) is not the "
+                            f"teacher's ({teacher_data.get(split + '_sentences')} sentences, sha256 "
+                            f"{str(teacher_data.get(key))[:12]}): give the --data_dir, --seed and --dev_ratio it was "
+                            "trained with")
+    return True
