@@ -138,9 +138,17 @@ def add_model_data_args(parser, model_help, model_default="bert-base-chinese"):
     parser.add_argument("--model_name_or_path", default=model_default, required=model_default is None,
                         help=model_help)
     parser.add_argument("--data_dir", default=None,
-                        help="directory with train.tsv [dev.tsv] test.tsv in the msra_ner layout (characters joined "
-                             "by U+0002, TAB, labels joined by U+0002) and optionally labels.txt; default: download "
+                        help="directory with train.* [dev.*] test.* (e.g. train.tsv, train.char.bmes, train.json) "
+                             "and optionally labels.txt, in any layout of --data_format; default: download "
                              "PaddleNLP's msra_ner")
+    parser.add_argument("--data_format", choices=["auto", "msra", "conll", "jsonl"], default="auto",
+                        help="layout of the data files: msra (characters joined by U+0002, TAB, labels joined by "
+                             "U+0002), conll (a character and its label a line, blank line between sentences), jsonl "
+                             "(CLUENER spans); auto: read from the content. Labels may be BIO, IOB1, BIOES or BMES "
+                             "(converted to BIO)")
+    for split in ("train", "dev", "test"):
+        parser.add_argument(f"--{split}_file", default=None,
+                            help=f"the {split} file (default: the {split}.* file in --data_dir)")
     parser.add_argument("--dev_ratio", type=float, default=0.1,
                         help="fraction of train held out (seeded) as dev when the data has no dev split")
     parser.add_argument("--max_seq_length", type=int, default=128,

@@ -7,9 +7,7 @@ import random
 import re
 
 from ner_ofa.errors import UserError, logger
-
-
-TOKEN_SEP = "\x02"
+from ner_ofa.formats import TOKEN_SEP, read_data_file
 
 
 _LABEL_RE = re.compile(r"^[BI]-\S+$")
@@ -20,34 +18,12 @@ def check_label(label, where):
         raise UserError(f"{where}: label {label!r} is not BIO (O, B-TYPE or I-TYPE)")
 
 
-def read_ner_file(path):
-    """Read one msra_ner-layout file into a list of {'chars', 'labels', 'where'} examples."""
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: data file not found")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from None
-    examples = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        if "\t" not in line:
-            raise UserError(f"{where}: no TAB between the characters and the labels")
-        chars_part, labels_part = line.split("\t", 1)
-        if not chars_part:
-            raise UserError(f"{where}: empty sentence")
-        chars, labels = chars_part.split(TOKEN_SEP), labels_part.split(TOKEN_SEP)
-        if len(chars) != len(labels):
-            raise UserError(f"{where}: {len(chars)} characters but {len(labels)} labels")
-        for label in labels:
-            check_label(label, where)
-        examples.append({"chars": chars, "labels": labels, "where": where})
-    if not examples:
-        raise UserError(f"{path}: no sentences (empty file)")
+def read_ner_file(path, data_format="auto"):
+    """Read a data file in any layout of ner_ofa/formats.py into a list of {'chars', 'labels' (BIO), 'where'}
+    examples; its layout and label scheme are logged."""
+    examples, layout, scheme = read_data_file(path, data_format)
+    logger.info("%s: %d sentences, %s layout, %s labels%s", path, len(examples), layout, scheme,
+                "" if scheme == "BIO" else " (converted to BIO)")
     return examples
 
 
@@ -102,6 +78,36 @@ def _load_online_msra():
     return convert(train_ds, "train"), None, convert(test_ds, "test"), None
 
 
+SPLIT_FILE_EXCLUDE = ("labels.txt",)
+
+
+def find_split_file(args, split):
+    """The file of ``split`` ("train", "dev", "test"): --SPLIT_file, else the one ``SPLIT.*`` in --data_dir (train.tsv,
+    train.char.bmes, train.json ...); None for a missing dev or test."""
+    named = getattr(args, f"{split}_file", None)
+    if named:
+        if not os.path.isfile(named):
+            raise UserError(f"--{split}_file {named}: not a file")
+        return named
+    if not args.data_dir:
+        if split == "dev":
+            return None
+        raise UserError(f"--{split}_file is needed when --data_dir is not given")
+    if not os.path.isdir(args.data_dir):
+        raise UserError(f"--data_dir {args.data_dir}: not a directory")
+    found = sorted(name for name in os.listdir(args.data_dir)
+                   if name.startswith(split + ".") and os.path.isfile(os.path.join(args.data_dir, name)))
+    if len(found) > 1:
+        raise UserError(f"--data_dir {args.data_dir}: {len(found)} {split} files ({', '.join(found)}); name one with "
+                        f"--{split}_file")
+    if not found:
+        if split == "train":
+            raise UserError(f"{os.path.join(args.data_dir, 'train.tsv')}: data file not found (no train.* in "
+                            "--data_dir)")
+        return None
+    return os.path.join(args.data_dir, found[0])
+
+
 def split_dev(train, dev_ratio, seed):
     """A seeded dev split carved from train; returns (train, dev)."""
     order = list(range(len(train)))
@@ -118,15 +124,17 @@ def load_splits(args, label_list=None):
 
     Labels come from ``label_list`` (a trained model's), else ``labels.txt`` in --data_dir, else the
     training data. Dev is the data's own dev split if present, else a seeded --dev_ratio of train."""
-    if args.data_dir:
-        if not os.path.isdir(args.data_dir):
-            raise UserError(f"--data_dir {args.data_dir}: not a directory")
-        train = read_ner_file(os.path.join(args.data_dir, "train.tsv"))
-        dev_path = os.path.join(args.data_dir, "dev.tsv")
-        dev = read_ner_file(dev_path) if os.path.exists(dev_path) else None
-        test = read_ner_file(os.path.join(args.data_dir, "test.tsv"))
-        labels_path = os.path.join(args.data_dir, "labels.txt")
-        file_labels = read_label_file(labels_path) if os.path.exists(labels_path) else None
+    dev_path = None
+    if args.data_dir or getattr(args, "train_file", None):
+        data_format = getattr(args, "data_format", "auto")
+        train_path, dev_path, test_path = (find_split_file(args, split) for split in ("train", "dev", "test"))
+        if test_path is None:
+            raise UserError(f"--data_dir {args.data_dir}: no test.* file (or give --test_file)")
+        train = read_ner_file(train_path, data_format)
+        dev = read_ner_file(dev_path, data_format) if dev_path else None
+        test = read_ner_file(test_path, data_format)
+        labels_path = os.path.join(args.data_dir, "labels.txt") if args.data_dir else None
+        file_labels = read_label_file(labels_path) if labels_path and os.path.exists(labels_path) else None
     else:
         train, dev, test, file_labels = _load_online_msra()
     if label_list is None:
@@ -137,8 +145,8 @@ def load_splits(args, label_list=None):
         train, dev = split_dev(train, args.dev_ratio, args.seed)
         dev_source = f"{args.dev_ratio:g} of train (seed {args.seed})"
     else:
-        dev_split = {"from": "dev.tsv"}
-        dev_source = "dev.tsv"
+        dev_split = {"from": "dev.tsv"}  # "the data's own dev file", whatever its name
+        dev_source = os.path.basename(dev_path) if dev_path else "dev"
         check_labels_known(dev, label_list, "dev")
     check_labels_known(test, label_list, "test")
     return {"train": train, "dev": dev, "test": test, "labels": list(label_list), "dev_source": dev_source,
