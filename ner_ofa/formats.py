@@ -24,13 +24,14 @@ def read_text(path):
 
 
 def detect_layout(text):
-    """'jsonl' if the first non-blank line is a JSON object, 'msra' if any line holds U+0002, else 'conll'."""
-    for line in text.split("\n"):
-        if line.strip():
-            if line.lstrip().startswith("{"):
-                return "jsonl"
-            break
-    return "msra" if TOKEN_SEP in text else "conll"
+    """'jsonl' if the first non-blank line is a JSON object; 'conll' if no line holds U+0002 and every non-blank
+    line is one character, then its label (more columns allowed); else 'msra' (whose reader says what is wrong)."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    if lines and lines[0].lstrip().startswith("{"):
+        return "jsonl"
+    if TOKEN_SEP in text or not lines:
+        return "msra"
+    return "conll" if all(len(c := line.split()) >= 2 and len(c[0]) == 1 for line in lines) else "msra"
 
 
 def read_msra(path, text):
@@ -49,6 +50,10 @@ def read_msra(path, text):
         chars, tags = chars_part.split(TOKEN_SEP), tags_part.split(TOKEN_SEP)
         if len(chars) != len(tags):
             raise UserError(f"{where}: {len(chars)} characters but {len(tags)} labels")
+        long_token = next((c for c in chars if len(c) != 1), None)
+        if long_token is not None:
+            raise UserError(f"{where}: token {long_token!r} is {len(long_token)} characters; an MSRA-layout line joins "
+                            "single characters with U+0002")
         sentences.append((chars, tags, where))
     one_char = [s for s in sentences if len(s[0]) == 1]
     if sentences and len(one_char) == len(sentences) and len(sentences) > 1:

@@ -30,8 +30,8 @@ def test_read_ner_file(tmp_path):
 @pytest.mark.parametrize("lines, message", [
     ([line("张三", ["B-PER", "I-PER"]), line("来了", ["O"])], r"a\.tsv:2: 2 characters but 1 labels"),
     (["张三 B-PER"], r"a\.tsv:1: no TAB"),
-    ([line("张三", ["X-PER", "O"])], r"a\.tsv:1: label 'X-PER' is not BIO"),
-    ([line("张三", ["I-", "O"])], r"not BIO"),
+    ([line("张三", ["X-PER", "O"])], r"a\.tsv:1: label 'X-PER' is not O or B-/I-/E-/S-/M-"),
+    ([line("张三", ["I-", "O"])], r"'I-' is not O or B-/I-"),
     (["\tO"], r"a\.tsv:1: empty sentence"),
     ([""], r"no sentences \(empty file\)"),
 ])

@@ -102,7 +102,7 @@ def test_conll_lines_inside_an_msra_file_are_refused(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("北京\tB-LOC\n", r"bad\.txt:1: token '北京' is 2 characters"),
-    ("北\n", r"bad\.txt:1: one column"),
+    ("北\n", r"bad\.txt:1: no TAB between the characters and the labels"),
     ("北\tX-LOC\n", r"bad\.txt:1: label 'X-LOC' is not O or B-/I-/E-/S-/M-"),
     ('{"text": "北京", "label": {"LOC": {"北京": [[0, 0]]}}}\n', r"bad\.txt:1: span \[0, 0\] of LOC is not '北京'"),
     ('{"text": "北京"}\n', r'bad\.txt:1: no "label" object'),
