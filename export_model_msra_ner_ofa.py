@@ -150,6 +150,12 @@ def check_outputs(args, static_prefix):
     if sub_dir == source or source.startswith(sub_dir + os.sep):
         raise UserError(f"--sub_model_output_dir {args.sub_model_output_dir} would replace the supernet directory "
                         f"{args.model_name_or_path} it is cut from; choose another place")
+    if os.path.isdir(sub_dir) and os.listdir(sub_dir):
+        info = model_io.read_model_info(sub_dir)
+        if info is None or info.get("kind") != "sub_model":
+            what = f"a {info.get('kind')} model" if info else "files that are not a sub-model this script wrote"
+            raise UserError(f"--sub_model_output_dir {args.sub_model_output_dir} exists and holds {what}; it would be "
+                            "replaced: give a new or empty directory (or one of this script's sub-model directories)")
     outputs = [sub_dir]
     if static_prefix:
         static_files = [os.path.abspath(p) for p in (*backends.static_paths(static_prefix),

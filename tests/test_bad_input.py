@@ -224,3 +224,26 @@ def test_gpu_install_lines_uninstall_the_cpu_wheel_first():
                 assert "pip uninstall -y paddlepaddle &&" in line.split("pip install paddlepaddle-gpu")[0], (path, line)
     assert found >= 2
     assert cli.GPU_INSTALL.index("uninstall -y paddlepaddle") < cli.GPU_INSTALL.index("install paddlepaddle-gpu")
+
+
+@pytest.mark.parametrize("victim", ["teacher", "other"])
+def test_export_refuses_a_sub_model_dir_that_is_not_its_own(trained, tmp_path, victim):
+    """A typo naming the teacher's model_best/ (or any non-empty directory) as --sub_model_output_dir used to
+    replace it; now one line, and nothing in it changes."""
+    if victim == "teacher":
+        target = tmp_path / "model_best"
+        shutil.copytree(trained["teacher"], target)
+    else:
+        target = tmp_path / "notes"
+        target.mkdir()
+        (target / "keep.txt").write_text("mine", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+    args = export_args(trained["model_0.5"], str(tmp_path / "e"))
+    args.sub_model_output_dir = str(target)
+    with pytest.raises(cli.UserError, match="--sub_model_output_dir .* exists and holds"):
+        export_stage.main(args)
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+    # its own sub-model directory may be exported again
+    args.sub_model_output_dir = str(tmp_path / "e" / "sub_model")
+    export_stage.main(args)
+    export_stage.main(export_args(trained["model_0.5"], str(tmp_path / "e")))
