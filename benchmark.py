@@ -76,16 +76,24 @@ def add_int8(paths, width, depths=(1.0,)):
 
 
 def paths_from_msra_run(args):
-    """The layout written by scripts/benchmark_msra_cpu.py; INT8 models are made if missing."""
+    """The layout written by scripts/benchmark_msra_cpu.py: the pairs of its stage 2 (ofa/summary.json, names and
+    widths/depths from there) exported to export/<name>/static; INT8 models are made if missing. Sets
+    ``args.widths``/``args.depths`` to the run's."""
     run = args.from_msra_run
+    summary_path = os.path.join(run, "ofa", "summary.json")
+    if not os.path.isfile(summary_path):
+        raise cli.UserError(f"{summary_path}: not found; give a scripts/benchmark_msra_cpu.py work directory")
+    pairs = model_io.read_json(summary_path)["pairs"]
     paths = {"teacher_dir": os.path.join(run, "teacher", "model_best"),
              "teacher_static": os.path.join(run, "export", "teacher", "static")}
-    for width in args.widths:
-        paths[f"width:{width}"] = os.path.join(run, "export", str(width), "static")
+    for name, row in pairs.items():
+        paths[pair_key(row["width"], row["depth"])] = os.path.join(run, "export", name, "static")
     for key, path in paths.items():  # before making INT8 from them
         if not os.path.isdir(path):
             raise cli.UserError(f"{path}: not found ({key}); run scripts/benchmark_msra_cpu.py first")
-    add_int8(paths, min(args.widths))
+    args.widths = sorted({row["width"] for row in pairs.values() if row["depth"] == 1.0}, reverse=True)
+    args.depths = sorted({row["depth"] for row in pairs.values() if row["width"] == min(args.widths)}, reverse=True)
+    add_int8(paths, min(args.widths), args.depths)
     return paths
 
 
@@ -123,7 +131,8 @@ def parse_args(argv=None):
     p.add_argument("--bert_dir", default=os.path.join(SHARED, "bert-base-chinese"),
                    help="config.json + vocab.txt of the random-weight models")
     p.add_argument("--from_msra_run", default=None, help="use the trained models of a benchmark_msra_cpu.py work dir")
-    p.add_argument("--work_dir", default=os.path.join(REPO, "tmp", "benchmark_cpu"), help="generated models go here")
+    p.add_argument("--work_dir", default=os.path.join(os.path.dirname(REPO), "tmp", "benchmark_cpu"),
+                   help="generated models go here (outside the checkout)")
     p.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.8333, 0.6667, 0.5],
                    help="widths exported and timed (the narrowest also as INT8)")
     p.add_argument("--depths", type=float, nargs="+", default=[1.0, 0.5],
@@ -132,7 +141,9 @@ def parse_args(argv=None):
     p.add_argument("--max_seq_length", type=int, default=128, help="window length in tokens, [CLS]/[SEP] included")
     p.add_argument("--batch_size", type=int, default=32, help="windows per batch")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
-    p.add_argument("--output", default=os.path.join(REPO, "results", "benchmark_cpu.json"), help="results JSON")
+    p.add_argument("--output", default=None,
+                   help="results JSON (default: WORK_DIR/benchmark_cpu.json; the committed results/benchmark_cpu.json "
+                        "was written with --output results/benchmark_cpu.json)")
     p.add_argument("--reuse", action="store_true", help="reuse the random-weight models already in --work_dir")
     p.add_argument("--build_only", action="store_true", help="make the models, time nothing")
     p.add_argument("--lac_data_file", default=os.path.join(SHARED, "msra_ner", "test.tsv"),
@@ -143,6 +154,8 @@ def parse_args(argv=None):
 
 
 def main(args):
+    if args.output is None:
+        args.output = os.path.join(args.work_dir, "benchmark_cpu.json")
     # the dygraph path's thread count comes from OpenMP; set it before Paddle starts
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import paddle

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from ner_ofa.data import check_same_data, check_same_dev_split, describe_splits, load_splits, teacher_dev_split
+from ner_ofa.data import check_same_data, check_same_dev_split, describe_splits, load_splits
 from ner_ofa.features import CharEncoder, IGNORE_INDEX, collate, train_features
 from ner_ofa import backends, cli, distributed, model_io, scoring, supernet, training
 from ner_ofa.cli import logger
@@ -185,7 +185,7 @@ class BestPerPair:
             scores = scoring.evaluate(logits_at(self.ofa_model, width, depth), self.data["dev"], self.encoder,
                                     self.data["labels"], self.args.max_seq_length, self.args.batch_size)
             dev_point[name] = scores["f1"]
-            self.scalars.add(f"dev/f1_width_{name}", scores["f1"], step)
+            self.scalars.add(f"dev/f1_pair_{name}", scores["f1"], step)
             if scores["f1"] > self.progress["best"][name]["f1"]:
                 self.progress["best"][name] = {"f1": scores["f1"], "step": step}
                 self._save(width, depth, {"width_mult": width, "depth_mult": depth, "step": step,
@@ -218,8 +218,8 @@ class BestPerPair:
 
 def main(args):
     started = time.time()
-    widths = supernet.validate_width_list(args.width_mult_list)
-    depths = supernet.validate_width_list(args.depth_mult_list, "--depth_mult_list", "depth")
+    widths = supernet.validate_multiplier_list(args.width_mult_list)
+    depths = supernet.validate_multiplier_list(args.depth_mult_list, "--depth_mult_list", "depth")
     if args.pairs_per_step < 0 or args.pairs_per_step == 1:
         raise cli.UserError(f"--pairs_per_step must be 0 (every pair) or at least 2, got {args.pairs_per_step}")
     pairs = Pairs(widths, depths, args.pairs_per_step)
@@ -233,7 +233,7 @@ def main(args):
     config = teacher.bert.config
     cli.check_max_seq_length(args.max_seq_length, config)
     data = load_splits(args, label_list=label_list)
-    check_same_dev_split(teacher_dev_split(args.model_name_or_path, teacher_info), data["dev_split"])
+    check_same_dev_split(teacher_info.get("dev_split"), data["dev_split"])
     check_same_data(teacher_info.get("data"), data)
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
@@ -285,11 +285,11 @@ def main(args):
                 lambda: {pairs.name(*p): pairs.dir(args.output_dir, *p) for p in pairs.all})
 
     # 4. each pair's best, scored once on test
-    summary = {"teacher": args.model_name_or_path, "widths": {}, "curve": best.progress["curve"]}
+    summary = {"teacher": args.model_name_or_path, "pairs": {}, "curve": best.progress["curve"]}
     if rank == 0:
         for width, depth in pairs.all:
             name = pairs.name(width, depth)
-            summary["widths"][name] = score_on_test(ofa_model, pairs, width, depth, best.progress["best"][name],
+            summary["pairs"][name] = score_on_test(ofa_model, pairs, width, depth, best.progress["best"][name],
                                                     data, encoder, args)
         summary["seconds"] = round(time.time() - started, 1)
         model_io.write_json(os.path.join(args.output_dir, "summary.json"), summary)

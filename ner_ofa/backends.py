@@ -100,9 +100,6 @@ def find_static(path):
     if os.path.isfile(prefix + ".json"):
         if os.path.isfile(static_info_path(prefix)):
             return prefix, read_json(static_info_path(prefix))
-        model_info = read_model_info(os.path.dirname(os.path.abspath(prefix)))  # exports made before PREFIX.info.json
-        if model_info and model_info.get("kind") == "static" and model_info.get("prefix") == os.path.basename(prefix):
-            return prefix, model_info
         raise UserError(f"{prefix}.json: a static model without {os.path.basename(static_info_path(prefix))}; "
                         "re-export it with export_model_msra_ner_ofa.py")
     return None

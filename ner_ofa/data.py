@@ -159,19 +159,6 @@ def describe_splits(data, data_dir):
             f"sentences | {data_dir or 'PaddleNLP msra_ner'}")
 
 
-def teacher_dev_split(teacher_dir, info):
-    """How the teacher's dev split was made: model_info.json's ``dev_split``, else (older teachers) its
-    args.json's --seed/--dev_ratio (the data then had no dev.tsv unless args.json says otherwise)."""
-    if "dev_split" in info:
-        return info["dev_split"]
-    args_path = os.path.join(teacher_dir, "args.json")
-    if not os.path.isfile(args_path):
-        return None
-    with open(args_path, encoding="utf-8") as handle:
-        teacher_args = json.load(handle)
-    return {"from": "train", "dev_ratio": teacher_args.get("dev_ratio"), "seed": teacher_args.get("seed")}
-
-
 def check_same_dev_split(teacher_split, split):
     """Stage 2 must score on the teacher's dev split: a dev carved from train with another seed/ratio (or from
     other data) holds sentences the teacher trained on, and its scores would look better than they are."""

@@ -54,6 +54,8 @@ class NerPredictor:
                  batch_size=32):
         if batch_size <= 0:
             raise UserError(f"--batch_size must be positive, got {batch_size}")
+        if device != "cpu":
+            cli.set_device(device)  # a one-line error where this Paddle cannot run on it
         logits_fn, self.tokenizer, self.model_info = load_logits_fn(model_dir, device, threads, backend, precision)
         self._lock = threading.Lock()
 

@@ -67,7 +67,9 @@ def reorder_heads_neurons(model, head_importance, neuron_importance):
         take(layer.linear2.weight, n_order, 0)
 
 
-def validate_width_list(widths, flag="--width_mult_list", what="width"):
+def validate_multiplier_list(values, flag="--width_mult_list", what="width"):
+    """A --width_mult_list or --depth_mult_list: non-empty, in (0, 1], with 1.0, no duplicates; sorted descending."""
+    widths = values
     if not widths:
         raise UserError(f"{flag} is empty")
     bad = [w for w in widths if not 0.0 < w <= 1.0]

@@ -192,7 +192,7 @@ def main(args):
              "--max_steps", str(args.ofa_width_steps), "--save_steps", str(args.ofa_width_steps),
              "--depth_mult_list", "1.0", "--pairs_per_step", "0", *ofa_common])
         # one dev round, at the last step: every width's directory holds the final width-adaptive weights
-        ofa_start = width_summary["widths"][str(max(args.width_mult_list))]["model_dir"]
+        ofa_start = width_summary["pairs"][str(max(args.width_mult_list))]["model_dir"]
         stage_seconds["ofa_width"] = round(time.time() - t0, 1)
         cli.logger.info("2/4 DynaBERT phase 2: every (width, depth) pair from %s", ofa_start)
     summary = run_stage("run_msra_ner_ofa.py", "summary.json", args.procs, work,
@@ -205,9 +205,9 @@ def main(args):
     t0 = time.time()
     exports, int8 = {}, {}  # per pair (stage 2's order and names): the sub-model's model_info.json, quantization.json
     test_file = os.path.join(args.data_dir, "test.tsv")
-    for k, (name, row) in enumerate(summary["widths"].items(), 1):
+    for k, (name, row) in enumerate(summary["pairs"].items(), 1):
         cli.logger.info("3/4 export and INT8 of width %s depth %s (%d/%d) | elapsed %s", row["width"], row["depth"], k,
-                        len(summary["widths"]), training.hours_minutes_seconds(time.time() - started))
+                        len(summary["pairs"]), training.hours_minutes_seconds(time.time() - started))
         out = os.path.join(work, "export", name)
         exports[name] = stages.run_stage("export_model_msra_ner_ofa.py",
             ["--model_name_or_path", row["model_dir"], "--width_mult", str(row["width"]),
@@ -244,7 +244,7 @@ def main(args):
              "test_precision": teacher_metrics["test"]["precision"], "test_recall": teacher_metrics["test"]["recall"],
              "test_f1": teacher_f1, "f1_vs_teacher": 1.0, "latency_seconds": latency[0]}]
     for k, name in enumerate(exports):
-        row = summary["widths"][name]
+        row = summary["pairs"][name]
         width, depth = row["width"], row["depth"]
         rows.append({"name": f"width {width} depth {depth}", "width": width, "depth": depth, "precision": "fp32",
                      "parameters": exports[name]["parameters"], "dev_f1": row["dev_f1"], "best_step": row["best_step"],

@@ -101,8 +101,8 @@ def main(args):
         results["rules"][name] = {
             "kept_layers": kept, "zero_shot_dev_f1": zero_shot,
             "dev_f1_curve": [{"step": point["step"], "dev_f1": point[pair]} for point in summary["curve"]],
-            "best_dev_f1": summary["widths"][pair]["dev_f1"], "test_f1": summary["widths"][pair]["test_f1"],
-            "full_depth_best_dev_f1": summary["widths"]["1.0_1.0"]["dev_f1"]}
+            "best_dev_f1": summary["pairs"][pair]["dev_f1"], "test_f1": summary["pairs"][pair]["test_f1"],
+            "full_depth_best_dev_f1": summary["pairs"]["1.0_1.0"]["dev_f1"]}
         model_io.write_json(args.results, results)
     cli.logger.info("results: %s", args.results)
     return results

@@ -18,8 +18,8 @@ def test_width_and_depth_pairs_train_export_and_predict(trained, tmp_path):
     out = tmp_path / "o"
     summary = run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["teacher"], str(out), "--max_steps", "4",
                                              "--save_steps", "2", "--depth_mult_list", "1.0", "0.5"))
-    assert sorted(summary["widths"]) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
-    assert {(r["width"], r["depth"]) for r in summary["widths"].values()} == {(1.0, 1.0), (0.5, 1.0), (1.0, 0.5),
+    assert sorted(summary["pairs"]) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
+    assert {(r["width"], r["depth"]) for r in summary["pairs"].values()} == {(1.0, 1.0), (0.5, 1.0), (1.0, 0.5),
                                                                               (0.5, 0.5)}
     source = out / "model_0.5_0.5"
     info = model_io.read_json(str(source / "model_info.json"))
@@ -40,7 +40,7 @@ def test_width_and_depth_pairs_train_export_and_predict(trained, tmp_path):
     sub.eval()
     test = read_ner_file(os.path.join(trained["data_dir"], "test.tsv"))
     scores = evaluate(backends.dynamic_logits_fn(sub), test, CharEncoder(tokenizer), info["labels"], 48, 16)
-    assert scores["f1"] == summary["widths"]["0.5_0.5"]["test_f1"]
+    assert scores["f1"] == summary["pairs"]["0.5_0.5"]["test_f1"]
     # the supernet dir run at its (width, depth), its exported dygraph and static models: the same labels
     text = "三月五日，王伟在北京的人民银行会见了李娜。" * 3
     outputs = [predict.main(predict.parse_args(["--model_dir", d, "--text", text]))
@@ -152,7 +152,7 @@ def test_dynabert_second_phase_starts_from_the_width_adaptive_supernet(trained, 
     summary = run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["model_1.0"], str(out), "--max_steps", "2",
                                              "--save_steps", "2", "--learning_rate", "0",
                                              "--depth_mult_list", "1.0", "0.5"))
-    assert sorted(summary["widths"]) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
+    assert sorted(summary["pairs"]) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
     start = paddle.load(os.path.join(trained["model_1.0"], model_io.WEIGHTS_NAME))
     kept = paddle.load(str(out / "model_0.5_0.5" / model_io.WEIGHTS_NAME))
     assert sorted(start) == sorted(kept)

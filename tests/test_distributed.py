@@ -43,7 +43,7 @@ def test_two_processes_agree_and_only_rank0_writes(tiny_demo, tmp_path):
     assert sorted(os.listdir(tmp_path / "o")) == ["args.json", "checkpoint", "model_0.5", "model_1.0", "summary.json",
                                                   "train.log", "visualdl"]
     # the width-0.5 test F1 rank 0 reported is that of the model it saved, scored here at its width
-    summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["widths"]["0.5"]
+    summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["pairs"]["0.5"]
     model, tokenizer, info = backends.load_inference_model(str(tmp_path / "o" / "model_0.5"))
     test = read_ner_file(os.path.join(tiny_demo["data_dir"], "test.tsv"))
     scores = evaluate(backends.dynamic_logits_fn(model), test, CharEncoder(tokenizer), info["labels"], 48, 8)
@@ -61,7 +61,7 @@ def test_two_processes_agree_at_every_depth(trained, tmp_path):
                         "--max_steps", "6", "--width_mult_list", "1.0", "0.5", "--depth_mult_list", "1.0", "0.5",
                         "--pairs_per_step", "3", "--output_dir", str(tmp_path / "o"), *common)
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"] and sums["0"][0] == "6", sums
-    summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["widths"]
+    summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["pairs"]
     assert sorted(summary) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
     model, tokenizer, info = backends.load_inference_model(str(tmp_path / "o" / "model_0.5_0.5"))
     test = read_ner_file(os.path.join(trained["data_dir"], "test.tsv"))

@@ -68,7 +68,7 @@ def test_ofa_resume_equals_uninterrupted(tiny_demo, tmp_path):
     resumed = run_msra_ner_ofa.main(ofa_args(tiny_demo["data_dir"], teacher, str(tmp_path / "part"), "--max_steps",
                                              "12", "--save_steps", "4", "--resume"))
     assert resumed["curve"] == full["curve"]
-    assert resumed["widths"]["0.5"]["test_f1"] == full["widths"]["0.5"]["test_f1"]
+    assert resumed["pairs"]["0.5"]["test_f1"] == full["pairs"]["0.5"]["test_f1"]
 
 
 def test_interrupted_swap_is_recovered_by_the_owning_run_only(tmp_path, tiny_demo):
@@ -190,7 +190,7 @@ def test_crash_between_best_save_and_checkpoint(stage, tiny_demo, trained, tmp_p
     dev_f1_schedule(monkeypatch, lambda n: 0.01)
     result = run(args("--resume"))
     rows = [(result, out / "model_best")] if stage == "teacher" else \
-        [(row, out / f"model_{name}") for name, row in result["widths"].items()]
+        [(row, out / f"model_{name}") for name, row in result["pairs"].items()]
     for row, kept in rows:
         saved = model_io.read_json(str(kept / "metrics.json"))
         assert saved["step"] == 4 and "test" in saved

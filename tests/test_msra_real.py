@@ -54,8 +54,8 @@ def test_msra_slice_teacher_ofa_export(tmp_path):
     summary = run_msra_ner_ofa.main(run_msra_ner_ofa.parse_args(
         ["--model_name_or_path", str(tmp_path / "t" / "model_best"), "--output_dir", str(tmp_path / "o"),
          "--max_steps", "4", "--save_steps", "4", "--width_mult_list", "1.0", "0.5", *common]))
-    assert set(summary["widths"]) == {"1.0", "0.5"}
+    assert set(summary["pairs"]) == {"1.0", "0.5"}
     # 4 distillation steps keep most of it (seen: 0.61 at width 1.0, 0.49 at 0.5)
-    assert summary["widths"]["1.0"]["test_f1"] >= 0.4 and summary["widths"]["0.5"]["test_f1"] >= 0.3, summary
+    assert summary["pairs"]["1.0"]["test_f1"] >= 0.4 and summary["pairs"]["0.5"]["test_f1"] >= 0.3, summary
     result = export_stage.main(export_args(str(tmp_path / "o" / "model_0.5"), str(tmp_path / "e")))
     assert result["parity_max_abs_diff"] <= 1e-4

@@ -98,7 +98,7 @@ def test_original_commands_verbatim(tmp_path):
     run(on_cpu(OFA), project, env, stub_checksum=True)
     ofa_dir = tmp_path / "tmp" / "msra_ner_ofa"
     summary = model_io.read_json(str(ofa_dir / "summary.json"))
-    assert sorted(summary["widths"]) == ["0.5", "0.6666666666666666", "0.8333333333333334", "1.0"]
+    assert sorted(summary["pairs"]) == ["0.5", "0.6666666666666666", "0.8333333333333334", "1.0"]
 
     supernet_files = {n: (ofa_dir / "model_0.5" / n).read_bytes() for n in os.listdir(ofa_dir / "model_0.5")}
     export = run(on_cpu(EXPORT), project, env)

@@ -49,14 +49,14 @@ def test_teacher_learns_and_writes_best_model(chain):
 
 def test_ofa_keeps_best_per_width(chain):
     summary = chain["ofa"]
-    assert set(summary["widths"]) == {"1.0", "0.5"}
-    for width, row in summary["widths"].items():
+    assert set(summary["pairs"]) == {"1.0", "0.5"}
+    for width, row in summary["pairs"].items():
         assert row["dev_f1"] > 0.3, summary
         metrics = model_io.read_json(os.path.join(row["model_dir"], "metrics.json"))
         assert metrics["dev"]["f1"] == row["dev_f1"] and metrics["test"]["f1"] == row["test_f1"]
         assert metrics["step"] == row["best_step"]
     on_disk = model_io.read_json(os.path.join(chain["root"], "ofa", "summary.json"))
-    assert on_disk["widths"] == summary["widths"]
+    assert on_disk["pairs"] == summary["pairs"]
 
 
 def test_export_sub_model_reloads_and_matches_supernet_score(chain):
@@ -67,7 +67,7 @@ def test_export_sub_model_reloads_and_matches_supernet_score(chain):
     sub.eval()
     test = read_ner_file(os.path.join(chain["data_dir"], "test.tsv"))
     scores = evaluate(backends.dynamic_logits_fn(sub), test, CharEncoder(tokenizer), info["labels"], 48, 16)
-    assert scores["f1"] == chain["ofa"]["widths"]["0.5"]["test_f1"]  # the supernet at 0.5 scored the same
+    assert scores["f1"] == chain["ofa"]["pairs"]["0.5"]["test_f1"]  # the supernet at 0.5 scored the same
 
 
 def test_export_never_touches_its_input(chain, tmp_path):

@@ -31,7 +31,7 @@ def test_original_three_scripts_then_predict(tiny_demo, tmp_path):
                "--learning_rate", "2e-3", "--max_steps", "4", "--save_steps", "4", "--width_mult_list", "1.0", "0.5",
                *tiny)
     summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))
-    assert set(summary["widths"]) == {"1.0", "0.5"}
+    assert set(summary["pairs"]) == {"1.0", "0.5"}
     # export.sh passes the original --n_gpu 1; the extra --device cpu must win
     run_script("export.sh", "--model_name_or_path", tmp_path / "o" / "model_0.5", "--max_seq_length", "48",
                "--sub_model_output_dir", tmp_path / "e" / "sub_model",
@@ -58,7 +58,7 @@ def test_demo_script(tmp_path):
         assert line in proc.stderr, line
     line = proc.stdout.split("== prediction with the exported static width-0.5 model ==")[1].strip().splitlines()[0]
     assert json.loads(line)["text"] == "三月五日，王伟在北京的人民银行会见了李娜。"
-    assert set(model_io.read_json(str(tmp_path / "demo" / "ofa" / "summary.json"))["widths"]) == {"1.0", "0.5"}
+    assert set(model_io.read_json(str(tmp_path / "demo" / "ofa" / "summary.json"))["pairs"]) == {"1.0", "0.5"}
 
 
 def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
@@ -127,7 +127,7 @@ def test_msra_benchmark_script_pretrained_recipe_tiny(tiny_demo, tmp_path):
     out = model_io.read_json(str(results))
     # DynaBERT's two phases: widths alone first, then every pair from that width-adaptive model
     width_phase = model_io.read_json(str(tmp_path / "w" / "ofa_width" / "summary.json"))
-    assert sorted(width_phase["widths"]) == ["0.5", "0.75", "1.0"] and len(out["ofa_width_learning_curve"]) == 1
+    assert sorted(width_phase["pairs"]) == ["0.5", "0.75", "1.0"] and len(out["ofa_width_learning_curve"]) == 1
     phase2_args = model_io.read_json(str(tmp_path / "w" / "ofa" / "args.json"))["args"]
     assert phase2_args["model_name_or_path"] == str(tmp_path / "w" / "ofa_width" / "model_1.0")
     assert out["schedule"]["ofa_width_steps"] == 2

@@ -94,6 +94,7 @@ def test_concurrent_requests_are_batched_and_answered_right(server):
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(lambda t: request(server["port"], "POST", "/predict", {"texts": [t]}), texts))
     assert [a[0] for a in answers] == [200] * len(texts)
+    assert [a[1]["results"][0]["text"] for a in answers] == texts  # each client got the answer to its own text
     assert [a[1]["results"][0]["entities"] for a in answers] == expected
     _, after = request(server["port"], "GET", "/health")
     assert after["requests"] - before["requests"] == len(texts)

@@ -6,6 +6,7 @@ import concurrent.futures
 import http.client
 import json
 import socket
+import queue
 import threading
 import time
 
@@ -321,13 +322,24 @@ def test_flags_that_must_be_positive():
         serve.main(serve.parse_args(["--model_dir", "x", "--request_timeout", "0"]))
 
 
-def test_defaults_admit_a_maximal_request():
+def test_defaults_admit_a_maximal_request(monkeypatch):
+    """The labeller load_labeller builds from the default flags takes a request of --max_texts texts of
+    --max_text_chars characters (even with another one queued) and answers it."""
+    from ner_ofa import predictor
+
+    tokenizer = fake_tokenizer(*CHARS)
+    monkeypatch.setattr(predictor, "load_logits_fn", lambda *a, **k: (SlowModel(0.0), tokenizer,
+                                                                      {"labels": LABELS, "max_seq_length": 128}))
     args = serve.parse_args(["--model_dir", "x"])
-    assert isinstance(args, argparse.Namespace) and args.max_queued_windows is None
-    windows = args.max_texts * len(make_windows(args.max_text_chars, 126))
-    labeller = serve.FairLabeller(SlowModel(0.0), CharEncoder(fake_tokenizer(*CHARS)), LABELS, 128, 32,
-                                  max_queued_windows=2 * windows)
-    assert labeller.windows_needed(["王" * args.max_text_chars] * args.max_texts) == windows
+    labeller = serve.load_labeller(args)
+    maximal = ["王伟" * (args.max_text_chars // 2)] * args.max_texts
+    answers = queue.Queue()
+    labeller.submit(maximal, answers.put)
+    labeller.submit(maximal, answers.put)  # a second one waits beside it
+    for _ in range(2):
+        result = answers.get(timeout=120)
+        assert not isinstance(result, Exception), result
+        assert len(result) == args.max_texts and all(isinstance(entities, list) for entities in result)
 
 
 def test_large_requests_take_turns(start):
@@ -340,3 +352,24 @@ def test_large_requests_take_turns(start):
     owner = ["first" if (call == encoder.char_id("王")).any() else "second" for call in model.calls]
     # the second request started long before the first one's last call
     assert owner.index("second") < len(owner) - 1 - owner[::-1].index("first") - 3, owner
+
+
+def test_device_flag_reaches_the_model(monkeypatch):
+    """serve.py --device: the model copy is loaded on it (here a CPU-only Paddle: the one-line GPU error)."""
+    import paddle
+
+    from ner_ofa import predictor
+
+    seen = {}
+
+    def fake_load(model_dir, device, *rest):
+        seen["device"] = device
+        return SlowModel(0.0), fake_tokenizer(*CHARS), {"labels": LABELS, "max_seq_length": 128}
+
+    monkeypatch.setattr(predictor, "load_logits_fn", fake_load)
+    serve.load_labeller(serve.parse_args(["--model_dir", "x", "--device", "cpu"]))
+    assert seen["device"] == "cpu"
+    if paddle.device.is_compiled_with_cuda():
+        pytest.skip("this Paddle has CUDA: the CPU-only refusal cannot be shown")
+    with pytest.raises(serve.UserError, match="--device gpu: this Paddle is the CPU-only build"):
+        serve.load_labeller(serve.parse_args(["--model_dir", "x", "--device", "gpu"]))

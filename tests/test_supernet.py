@@ -91,7 +91,7 @@ def test_width_rounds_to_whole_heads_and_keeps_the_first_ones():
 ])
 def test_width_list_validation(widths, message):
     with pytest.raises(cli.UserError, match=message):
-        supernet.validate_width_list(widths)
+        supernet.validate_multiplier_list(widths)
 
 
 def test_static_export_parity(tmp_path):

@@ -51,5 +51,5 @@ def test_ofa_dev_f1_per_width_in_visualdl(trained, tmp_path):
                                              "--max_steps", "4", "--save_steps", "2"))
     for width in ("1.0", "0.5"):
         curve = [round(point[width], 6) for point in summary["curve"]]
-        assert [round(v, 6) for _, v in scalars(str(tmp_path / "o"), f"dev/f1_width_{width}")] == curve
+        assert [round(v, 6) for _, v in scalars(str(tmp_path / "o"), f"dev/f1_pair_{width}")] == curve
     assert [s for s, _ in scalars(str(tmp_path / "o"), "train/rep")] == [4]

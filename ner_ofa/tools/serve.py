@@ -56,6 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model copy")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="device each model copy runs on")
     p.add_argument("--threads", type=int, default=2, help="CPU math threads per model copy")
     p.add_argument("--batch_size", type=int, default=32, help="windows per model call")
     p.add_argument("--max_batch_texts", type=int, default=64, help="texts labelled together from concurrent requests")
@@ -284,7 +285,7 @@ class FairLabeller:
 
 def load_labeller(args):
     """The model of --model_dir behind a FairLabeller with the flags' limits."""
-    ner = NerPredictor(args.model_dir, "cpu", args.threads, args.backend, args.precision, args.max_seq_length,
+    ner = NerPredictor(args.model_dir, args.device, args.threads, args.backend, args.precision, args.max_seq_length,
                        args.batch_size)
     max_seq_length = ner.max_seq_length
     max_queued = args.max_queued_windows
@@ -313,7 +314,7 @@ def create_app(args, labeller=None):
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "model_dir": args.model_dir, "kind": info.get("kind"),
+        return {"status": "ok", "model_dir": args.model_dir, "device": args.device, "kind": info.get("kind"),
                 "width_mult": info.get("width_mult", 1.0), "labels": labeller.labels, **served,
                 "batches": labeller.batches, "model_calls": labeller.calls, "windows_scored": labeller.windows_scored,
                 "dropped": labeller.dropped, "queued_requests": labeller.pending_requests}
@@ -430,7 +431,7 @@ def main(args):
     if args.workers == 1:
         uvicorn.run(create_app(args), host=args.host, port=args.port, log_level="warning", **uvicorn_limits(args))
     else:
-        NerPredictor(args.model_dir, "cpu", 1, args.backend, args.precision, args.max_seq_length)  # bad input: here
+        NerPredictor(args.model_dir, args.device, 1, args.backend, args.precision, args.max_seq_length)  # bad input: here
         os.environ[CONFIG_ENV] = json.dumps(vars(args))
         uvicorn.run("ner_ofa.tools.serve:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
                     log_level="warning", app_dir=PACKAGE_PARENT, **uvicorn_limits(args))
