@@ -103,7 +103,7 @@ def find_split_file(args, split):
     if not found:
         if split == "train":
             raise UserError(f"{os.path.join(args.data_dir, 'train.tsv')}: data file not found (no train.* in "
-                            "--data_dir)")
+                            "--data_dir; or give --train_file)")
         return None
     return os.path.join(args.data_dir, found[0])
 
@@ -129,7 +129,8 @@ def load_splits(args, label_list=None):
         data_format = getattr(args, "data_format", "auto")
         train_path, dev_path, test_path = (find_split_file(args, split) for split in ("train", "dev", "test"))
         if test_path is None:
-            raise UserError(f"--data_dir {args.data_dir}: no test.* file (or give --test_file)")
+            raise UserError(f"{os.path.join(args.data_dir or '.', 'test.tsv')}: data file not found (no test.* in "
+                            "--data_dir; or give --test_file)")
         train = read_ner_file(train_path, data_format)
         dev = read_ner_file(dev_path, data_format) if dev_path else None
         test = read_ner_file(test_path, data_format)

@@ -29,7 +29,7 @@ def bad_data(tmp_path, tiny_demo, name, content):
     ("train.tsv", "张" + SEP + "三\tB-PER\n", r"train\.tsv:1: 2 characters but 1 labels"),
     ("test.tsv", "张" + SEP + "三\tB-XYZ" + SEP + "I-XYZ\n", r"test\.tsv:1: label 'B-XYZ' in test is not in the label set"),
     ("dev.tsv", "张\tB-FOO\n", r"dev\.tsv:1: label 'B-FOO' in dev"),
-    ("test.tsv", "张" + SEP + "三\tO" + SEP + "I-XYZ\n", r"test\.tsv:1: label 'I-XYZ' in test is not in the label set"),
+    ("test.tsv", "张" + SEP + "三\tO" + SEP + "I-XYZ\n", r"test\.tsv:1: label 'B-XYZ' in test is not in the label set"),  # I-XYZ starting an entity: read as IOB1, so B-XYZ
     ("train.tsv", "", r"train\.tsv: no sentences"),
     ("test.tsv", None, r"test\.tsv: data file not found"),
 ])
