@@ -29,7 +29,7 @@ def imported_modules(path):
     return names
 
 
-BOTTOM = ("errors", "data", "features", "labelling", "scoring")
+BOTTOM = ("errors", "formats", "data", "features", "labelling", "scoring")
 
 
 def imported_ner_ofa_modules(path):
