@@ -8,7 +8,6 @@ the end, test scores; args.json) and OUTPUT_DIR/metrics.json (the learning curve
 character: long sentences are scored in overlapping windows.
 """
 import os
-import time
 
 from ner_ofa.data import data_fingerprint, describe_splits, load_splits
 from ner_ofa.features import CharEncoder, IGNORE_INDEX, train_features
@@ -24,9 +23,9 @@ class BestTeacher:
     """Scores the teacher on dev and keeps the best one in OUTPUT_DIR/model_best/; ``progress`` (best F1 and step,
     the learning curve) is what a checkpoint saves and --resume restores."""
 
-    def __init__(self, args, model, tokenizer, encoder, data, scalars):
+    def __init__(self, args, model, tokenizer, encoder, data, scalars, ranks):
         self.args, self.model, self.tokenizer, self.encoder, self.data = args, model, tokenizer, encoder, data
-        self.scalars = scalars
+        self.scalars, self.ranks = scalars, ranks  # every process scores its share of dev; rank 0 saves
         self.path = os.path.join(args.output_dir, "model_best")
         self.progress = {"best": {"f1": -1.0, "step": None}, "curve": []}
         self.data_record = data_fingerprint(data)  # stage 2 checks it distils on the same sentences
@@ -34,7 +33,7 @@ class BestTeacher:
     def evaluate_and_keep_best(self, step, epoch):
         self.model.eval()
         scores = scoring.evaluate(backends.dynamic_logits_fn(self.model), self.data["dev"], self.encoder,
-                                self.data["labels"], self.args.max_seq_length, self.args.batch_size)
+                                self.data["labels"], self.args.max_seq_length, self.args.batch_size, self.ranks)
         self.model.train()
         self.progress["curve"].append({"step": step, "epoch": round(epoch, 3), "dev": scores})
         for name in ("precision", "recall", "f1"):
@@ -44,6 +43,7 @@ class BestTeacher:
                     scores["recall"], scores["f1"], " | new best, saved" if improved else "")
         if improved:
             self.progress["best"] = {"f1": scores["f1"], "step": step}
+        if improved and self.ranks.rank == 0:
             model_info = {"kind": "teacher", "labels": self.data["labels"], "max_seq_length": self.args.max_seq_length,
                           "dev_split": self.data["dev_split"], "data": self.data_record}
             metrics = {"step": step, "epoch": round(epoch, 3), "dev": scores}
@@ -55,7 +55,7 @@ def main(args):
     import paddle
     import paddle.nn.functional as F
 
-    started = time.time()
+    started = training.clock()
     rank, world_size, versions = cli.start_training_process(args)
     data = load_splits(args)
     label_list = data["labels"]
@@ -78,7 +78,7 @@ def main(args):
     trainer = training.Trainer(args, model, features, encoder, rank, world_size, scalars)
     train_model = paddle.DataParallel(model) if world_size > 1 else model
     training.recover_run_outputs(args.output_dir, ["model_best"], rank, world_size)
-    best = BestTeacher(args, model, tokenizer, encoder, data, scalars)
+    best = BestTeacher(args, model, tokenizer, encoder, data, scalars, trainer.ranks)
 
     def forward_backward(input_ids, labels):
         logits = train_model(paddle.to_tensor(input_ids))
@@ -89,13 +89,15 @@ def main(args):
     # 2. train, scoring dev and keeping the best every --save_steps
     model.train()
     trainer.run(forward_backward, best.evaluate_and_keep_best, best.progress, lambda: {None: best.path})
+    trained = training.clock()
 
     # 3. the best model, scored once on test
     result = {"best_step": best.progress["best"]["step"], "best_dev_f1": best.progress["best"]["f1"],
               "model_dir": best.path, "curve": best.progress["curve"]}
+    test = score_on_test(best.path, data, encoder, args, trainer.ranks)
     if rank == 0:
-        test = score_on_test(best.path, data, encoder, args)
-        result.update(test=test, seconds=round(time.time() - started, 1))
+        result.update(test=test, seconds=round(training.clock() - started, 1),
+                      timing=training.timing_record(trainer, started, trained))
         model_io.write_json(os.path.join(args.output_dir, "metrics.json"), result)
         logger.info("best model: %s | metrics: %s", best.path, os.path.join(args.output_dir, "metrics.json"))
     training.end_run_record()
@@ -103,12 +105,14 @@ def main(args):
     return result
 
 
-def score_on_test(best_dir, data, encoder, args):
-    """Test scores of the saved best model, added to its metrics.json."""
+def score_on_test(best_dir, data, encoder, args, ranks):
+    """Test scores of the saved best model (every process scores its share), added to its metrics.json by rank 0."""
     model, _, _ = model_io.load_model_dir(best_dir, ["teacher"])
     model.eval()
     test = scoring.evaluate(backends.dynamic_logits_fn(model), data["test"], encoder, data["labels"],
-                          args.max_seq_length, args.batch_size)
+                            args.max_seq_length, args.batch_size, ranks)
+    if ranks.rank != 0:
+        return test
     metrics_path = os.path.join(best_dir, "metrics.json")
     metrics = model_io.read_json(metrics_path)
     logger.info("test (best dev step %s) | P %.4f R %.4f F1 %.4f", metrics["step"], test["precision"],

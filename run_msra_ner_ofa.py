@@ -171,9 +171,10 @@ class BestPerPair:
     pair* in OUTPUT_DIR/model_<name>/; ``progress`` (best F1 and step per pair, the learning curve) is what a
     checkpoint saves and --resume restores."""
 
-    def __init__(self, args, ofa_model, pairs, config, tokenizer, encoder, data, scalars, data_record):
+    def __init__(self, args, ofa_model, pairs, config, tokenizer, encoder, data, scalars, data_record, ranks):
         self.args, self.ofa_model, self.pairs, self.config = args, ofa_model, pairs, config
         self.tokenizer, self.encoder, self.data, self.scalars = tokenizer, encoder, data, scalars
+        self.ranks = ranks  # every process scores its share of dev; rank 0 saves
         self.data_record = data_record  # the teacher's dev split and data hashes, for a later phase's checks
         self.progress = {"best": {pairs.name(*p): {"f1": -1.0, "step": None} for p in pairs.all}, "curve": []}
 
@@ -183,13 +184,15 @@ class BestPerPair:
         for width, depth in self.pairs.all:
             name = self.pairs.name(width, depth)
             scores = scoring.evaluate(logits_at(self.ofa_model, width, depth), self.data["dev"], self.encoder,
-                                    self.data["labels"], self.args.max_seq_length, self.args.batch_size)
+                                      self.data["labels"], self.args.max_seq_length, self.args.batch_size,
+                                      self.ranks)
             dev_point[name] = scores["f1"]
             self.scalars.add(f"dev/f1_pair_{name}", scores["f1"], step)
             if scores["f1"] > self.progress["best"][name]["f1"]:
                 self.progress["best"][name] = {"f1": scores["f1"], "step": step}
-                self._save(width, depth, {"width_mult": width, "depth_mult": depth, "step": step,
-                                          "epoch": round(epoch, 3), "dev": scores})
+                if self.ranks.rank == 0:
+                    self._save(width, depth, {"width_mult": width, "depth_mult": depth, "step": step,
+                                              "epoch": round(epoch, 3), "dev": scores})
         self.progress["curve"].append(dev_point)
         self.ofa_model.model.train()
         logger.info("dev step %d epoch %.2f | F1 %s", step, epoch, " ".join(
@@ -217,7 +220,7 @@ class BestPerPair:
 
 
 def main(args):
-    started = time.time()
+    started = training.clock()
     widths = supernet.validate_multiplier_list(args.width_mult_list)
     depths = supernet.validate_multiplier_list(args.depth_mult_list, "--depth_mult_list", "depth")
     if args.pairs_per_step < 0 or args.pairs_per_step == 1:
@@ -252,7 +255,7 @@ def main(args):
         logger.info("DynaBERT phase 2: starting from the width-adaptive supernet (already in importance order); "
                     "each pair distils from it at the same width, full depth")
     else:
-        reorder_by_importance(student, data["dev"], encoder, label_list, args)
+        reorder_by_importance(student, data["dev"], encoder, label_list, args, distributed.Ranks(rank, world_size))
 
     # 2. the supernet, and the run that distils it
     ofa_model = supernet.build_supernet(student, widths, data_parallel=world_size > 1,
@@ -276,22 +279,24 @@ def main(args):
     training.recover_run_outputs(args.output_dir, [os.path.basename(pairs.dir("", *p)) for p in pairs.all], rank,
                                  world_size)
     best = BestPerPair(args, ofa_model, pairs, config, tokenizer, encoder, data, scalars,
-                       {k: teacher_info[k] for k in ("dev_split", "data") if k in teacher_info})
+                       {k: teacher_info[k] for k in ("dev_split", "data") if k in teacher_info}, trainer.ranks)
     distillation = Distillation(teacher, ofa_model, pairs, args, world_size, trainer)
 
     # 3. train, scoring every (width, depth) on dev and keeping each one's best every --save_steps
     ofa_model.model.train()
     trainer.run(distillation.forward_backward, best.evaluate_and_keep_best, best.progress,
                 lambda: {pairs.name(*p): pairs.dir(args.output_dir, *p) for p in pairs.all})
+    trained = training.clock()
 
     # 4. each pair's best, scored once on test
     summary = {"teacher": args.model_name_or_path, "pairs": {}, "curve": best.progress["curve"]}
+    for width, depth in pairs.all:
+        name = pairs.name(width, depth)
+        summary["pairs"][name] = score_on_test(ofa_model, pairs, width, depth, best.progress["best"][name],
+                                                data, encoder, args, trainer.ranks)
     if rank == 0:
-        for width, depth in pairs.all:
-            name = pairs.name(width, depth)
-            summary["pairs"][name] = score_on_test(ofa_model, pairs, width, depth, best.progress["best"][name],
-                                                    data, encoder, args)
-        summary["seconds"] = round(time.time() - started, 1)
+        summary["seconds"] = round(training.clock() - started, 1)
+        summary["timing"] = training.timing_record(trainer, started, trained)
         model_io.write_json(os.path.join(args.output_dir, "summary.json"), summary)
         logger.info("summary: %s", os.path.join(args.output_dir, "summary.json"))
     training.end_run_record()
@@ -310,32 +315,35 @@ def check_width_adaptive_teacher(info, widths, model_dir):
                             f"{' '.join(map(str, info['width_mult_list']))}): its teacher would be untrained there")
 
 
-def reorder_by_importance(student, dev, encoder, label_list, args):
-    """DynaBERT: rank heads and FFN neurons by importance on dev batches, put the most important first."""
+def reorder_by_importance(student, dev, encoder, label_list, args, ranks):
+    """DynaBERT: rank heads and FFN neurons by importance on dev batches, put the most important first. The
+    processes share the batches and sum their importances, so each reorders its copy the same way."""
     label_to_id = {label: i for i, label in enumerate(label_list)}
     dev_features = train_features(dev, encoder, label_to_id, args.max_seq_length)
     dev_batches = [collate(dev_features[i:i + args.batch_size], encoder)
                    for i in range(0, len(dev_features), args.batch_size)]
     if args.importance_batches > 0:
         dev_batches = dev_batches[:args.importance_batches]
-    head_importance, neuron_importance = supernet.compute_head_neuron_importance(student, dev_batches)
+    head_importance, neuron_importance = supernet.compute_head_neuron_importance(student, ranks.shard(dev_batches))
+    head_importance, neuron_importance = ranks.sum(head_importance), ranks.sum(neuron_importance)
     supernet.reorder_heads_neurons(student, head_importance, neuron_importance)
     logger.info("reordered heads/neurons by importance on %d dev batches; layer 0 head order %s",
                 len(dev_batches), np.argsort(-head_importance[0], kind="stable").tolist())
 
 
-def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args):
-    """Load the weights kept for (width, depth), run the supernet there on test, add the scores to that
-    directory's metrics.json; returns the pair's summary row."""
+def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args, ranks):
+    """Load the weights kept for (width, depth), run the supernet there on test (every process its share), add
+    the scores to that directory's metrics.json (rank 0); returns the pair's summary row."""
     import paddle
 
     path = pairs.dir(args.output_dir, width, depth)
     supernet.load_supernet_weights(ofa_model, paddle.load(os.path.join(path, model_io.WEIGHTS_NAME)))
     ofa_model.model.eval()
     test = scoring.evaluate(logits_at(ofa_model, width, depth), data["test"], encoder, data["labels"],
-                          args.max_seq_length, args.batch_size)
-    metrics = model_io.read_json(os.path.join(path, "metrics.json"))
-    model_io.write_json(os.path.join(path, "metrics.json"), dict(metrics, test=test))
+                            args.max_seq_length, args.batch_size, ranks)
+    if ranks.rank == 0:
+        metrics = model_io.read_json(os.path.join(path, "metrics.json"))
+        model_io.write_json(os.path.join(path, "metrics.json"), dict(metrics, test=test))
     logger.info("width %s depth %s: best dev F1 %.4f (step %d) | test P %.4f R %.4f F1 %.4f | %s", width, depth,
                 best["f1"], best["step"], test["precision"], test["recall"], test["f1"], path)
     return {"width": width, "depth": depth, "best_step": best["step"], "dev_f1": best["f1"],

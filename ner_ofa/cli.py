@@ -169,6 +169,9 @@ def add_training_args(parser, lr, epochs):
     parser.add_argument("--output_dir", required=True, help="where the best model(s) and metrics go")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/checkpoint/ (weights, optimizer, scheduler, step, best so far)")
+    parser.add_argument("--stop_at", type=float, default=None,
+                        help="a wall-clock time (seconds since 1970): training stops at the first step after it, "
+                             "with a last dev evaluation (compress's budget; the schedule is not stretched)")
 
 
 def teacher_parser(description=None):

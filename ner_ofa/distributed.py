@@ -1,8 +1,10 @@
 """Training on several processes: initialising the collective environment, the launch command, a barrier
-without gloo's 30-second limit, and an all-reduced count."""
+without gloo's 30-second limit, all-reduced counts and sums, and sharing work among the processes."""
 import itertools
 import sys
 import time
+
+import numpy as np
 
 
 def init_distributed():
@@ -45,11 +47,30 @@ def barrier(world_size):
 
 def count_on_ranks(flag, world_size):
     """How many processes have ``flag`` true (an all-reduce; just ``int(flag)`` in a single process)."""
-    if world_size == 1:
-        return int(flag)
-    import paddle
-    import paddle.distributed as dist
+    return int(Ranks(None, world_size).sum([int(flag)])[0])
 
-    total = paddle.to_tensor([int(flag)], dtype="int64")
-    dist.all_reduce(total)
-    return int(total.numpy()[0])
+
+class Ranks:
+    """This process's place among the data-parallel processes, for work they share (scoring, importance):
+    ``shard`` gives it its part of a list, ``sum`` adds numbers over every process (each must call it the same
+    number of times). With one process both are the identity."""
+
+    def __init__(self, rank, world_size):
+        self.rank, self.world_size = rank, world_size
+
+    def shard(self, items):
+        return items[self.rank::self.world_size] if self.world_size > 1 else items
+
+    def sum(self, values):
+        """``values`` (numbers, or a numpy array) summed over the processes, as a numpy array of the same shape
+        (int64 stays exact; floats are summed in float64)."""
+        values = np.asarray(values)
+        if self.world_size == 1:
+            return values
+        import paddle
+        import paddle.distributed as dist
+
+        dtype = "int64" if np.issubdtype(values.dtype, np.integer) else "float64"
+        total = paddle.to_tensor(values.astype(dtype))
+        dist.all_reduce(total)
+        return total.numpy()

@@ -6,6 +6,12 @@ from ner_ofa.labelling import predict_label_ids
 
 def chunk_scores(gold, pred, label_list):
     """Precision/recall/F1 over entity chunks with PaddleNLP's ChunkEvaluator; gold/pred: label-id lists."""
+    return scores_from_counts(chunk_counts(gold, pred, label_list), label_list)
+
+
+def chunk_counts(gold, pred, label_list):
+    """[predicted, gold, correct] entity chunks (ChunkEvaluator's counts: they add up over any split of the
+    sentences)."""
     import paddle
     from paddlenlp.metrics import ChunkEvaluator
 
@@ -23,19 +29,33 @@ def chunk_scores(gold, pred, label_list):
         counts = metric.compute(lengths, paddle.to_tensor(pred_arr), paddle.to_tensor(gold_arr))
         for k in range(3):
             total[k] += int(counts[k].numpy().sum())
-    metric.update(*total)  # plain ints: ChunkEvaluator.accumulate does float(a / b)
+    return total
+
+
+def scores_from_counts(counts, label_list):
+    """ChunkEvaluator's precision/recall/F1 from [predicted, gold, correct] chunk counts."""
+    from paddlenlp.metrics import ChunkEvaluator
+
+    metric = ChunkEvaluator(label_list=label_list)
+    metric.update(*(int(c) for c in counts))  # plain ints: ChunkEvaluator.accumulate does float(a / b)
     precision, recall, f1 = metric.accumulate()
     return {"precision": precision, "recall": recall, "f1": f1,
-            "pred_chunks": total[0], "gold_chunks": total[1], "correct_chunks": total[2]}
+            "pred_chunks": int(counts[0]), "gold_chunks": int(counts[1]), "correct_chunks": int(counts[2])}
 
 
-def evaluate(logits_fn, examples, encoder, label_list, max_seq_length, batch_size):
-    """Score every character of every sentence (long sentences in overlapping windows)."""
+def evaluate(logits_fn, examples, encoder, label_list, max_seq_length, batch_size, ranks=None):
+    """Score every character of every sentence (long sentences in overlapping windows). ``ranks`` (a
+    ``distributed.Ranks``, on every data-parallel process at once): each process labels its share of the
+    sentences and the chunk counts are summed, so every process gets the scores one process would."""
+    if ranks is not None:
+        examples = ranks.shard(examples)
     label_to_id = {label: i for i, label in enumerate(label_list)}
     sequences = [encoder.encode(ex["chars"]) for ex in examples]
     pred = predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list)
     gold = [[label_to_id[label] for label in ex["labels"]] for ex in examples]
-    scores = chunk_scores(gold, pred, label_list)
-    scores["sentences"] = len(examples)
-    scores["characters"] = int(sum(len(g) for g in gold))
+    counts = chunk_counts(gold, pred, label_list) + [len(examples), sum(len(g) for g in gold)]
+    if ranks is not None:
+        counts = ranks.sum(counts)
+    scores = scores_from_counts(counts[:3], label_list)
+    scores["sentences"], scores["characters"] = int(counts[3]), int(counts[4])
     return scores

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ner_ofa.cli import UserError, logger
-from ner_ofa.distributed import barrier, count_on_ranks
+from ner_ofa.distributed import Ranks, barrier, count_on_ranks
 from ner_ofa.model_io import (
     fresh_save_dir,
     read_json,
@@ -169,20 +169,26 @@ class Trainer:
 
     The stage says what is trained (``model``: its weights are checkpointed; the training windows), how a batch is
     learnt from (``forward_backward(input_ids, labels) -> {loss name: float}``, forward and backward only) and how
-    dev is scored and the best kept (``evaluate_and_keep_best(step, epoch)``, rank 0 only). The trainer owns the
+    dev is scored and the best kept (``evaluate_and_keep_best(step, epoch)``). The trainer owns the
     rest: the length-bucketed batch order, AdamW with its linear schedule, per-step dropout seeds, --resume, the
-    step log, and a checkpoint after every evaluation. ``progress`` -- the stage's JSON-able record (best scores,
+    step log, and a checkpoint after every evaluation. ``evaluate_and_keep_best`` runs on every process: they
+share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``progress`` -- the stage's JSON-able record (best scores,
     learning curve) -- is checkpointed with the weights and restored in place by --resume. Dropout is seeded from
     (seed, step, rank), so a resumed run on the CPU repeats the uninterrupted one exactly."""
 
     def __init__(self, args, model, features, encoder, rank, world_size, scalars=None):
         self.args, self.model, self.features, self.encoder = args, model, features, encoder
         self.rank, self.world_size = rank, world_size
+        self.ranks = Ranks(rank, world_size)
         self.scalars = scalars or NoScalars()
         self.step = 0  # the step being trained (what per-step draws that must agree across ranks are seeded by)
         self.sampler = make_batch_sampler([len(ids) for ids, _ in features], args.batch_size, args.seed)
         self.num_steps = total_steps(args, len(self.sampler))
         self.optimizer = make_optimizer(model, args, self.num_steps)
+        # where this process's wall time went (the stage adds its own parts): what compress's budget planner and
+        # docs/results.md's profile read
+        self.timing = {"created": clock(), "first_step": None, "steps": 0, "step_seconds": 0.0,
+                       "first_step_seconds": None, "evaluations": 0, "evaluation_seconds": 0.0}
 
     def run(self, forward_backward, evaluate_and_keep_best, progress, kept_dirs=None):
         """Train to ``num_steps``; returns the last step. ``kept_dirs()``: {the key of an entry of
@@ -194,27 +200,49 @@ class Trainer:
                             f"windows are too few for {self.world_size} processes; use fewer processes or more data")
         step = self._resume(progress, kept_dirs) if getattr(args, "resume", False) else 0
         log = StepLog(self.num_steps, len(self.sampler), step, self.scalars)
+        timing = self.timing
         for step, input_ids, labels in self._batches(step):
             self.step = step
             log.started()
+            timing["first_step"] = timing["first_step"] or clock()
             losses = forward_backward(input_ids, labels)
             self.optimizer.step()
             self.optimizer._learning_rate.step()  # the LinearDecayWithWarmup scheduler
             self.optimizer.clear_grad()
-            log.finished(losses, len(input_ids))
+            seconds = log.finished(losses, len(input_ids))
+            timing["step_seconds"] += seconds
+            timing["steps"] += 1
+            if timing["first_step_seconds"] is None:  # the first step of a process warms up: kept apart
+                timing["first_step_seconds"] = seconds
             step += 1
             epoch = step / len(self.sampler)
-            if step % args.logging_steps == 0 or step == self.num_steps:
+            late = self._past_stop_at()
+            if late:
+                logger.warning("step %d of %d: --stop_at reached, training stops here (after a dev evaluation)",
+                               step, self.num_steps)
+            if step % args.logging_steps == 0 or step == self.num_steps or late:
                 log.write(step, self.optimizer.get_lr())
-            if step % args.save_steps == 0 or step == self.num_steps:
+            if step % args.save_steps == 0 or step == self.num_steps or late:
+                started = clock()
+                evaluate_and_keep_best(step, epoch)  # every process scores its share of dev
                 if self.rank == 0:
-                    evaluate_and_keep_best(step, epoch)
                     save_checkpoint(args.output_dir, self.model, self.optimizer, {"step": step, "state": progress})
                 barrier(self.world_size)
+                timing["evaluations"] += 1
+                timing["evaluation_seconds"] += clock() - started
+            if late:
+                break
         if self.world_size > 1:  # every process says what it holds; DataParallel keeps them identical
             print(f"rank {self.rank}: step {step} weights checksum {weights_checksum(self.model)}", file=sys.stderr,
                   flush=True)
         return step
+
+    def _past_stop_at(self):
+        """Whether --stop_at has passed, agreed by every process (so that all stop at the same step)."""
+        stop_at = getattr(self.args, "stop_at", None)
+        if stop_at is None:
+            return False
+        return count_on_ranks(time.time() >= stop_at, self.world_size) > 0
 
     def _resume(self, progress, kept_dirs=None):
         """Load OUTPUT_DIR/checkpoint (every process must see it); returns the step to continue from."""
@@ -309,11 +337,14 @@ class StepLog:
         self.since = clock()
 
     def finished(self, losses, samples):
-        self.seconds += clock() - self.since
+        """Record a step that started at :meth:`started`; returns its seconds."""
+        seconds = clock() - self.since
+        self.seconds += seconds
         self.steps += 1
         self.samples += samples
         for key, value in losses.items():
             self.losses.setdefault(key, []).append(value)
+        return seconds
 
     def write(self, step, lr):
         means = {key: float(np.mean(v)) for key, v in self.losses.items()}
@@ -327,6 +358,19 @@ class StepLog:
             self.scalars.add(f"train/{key}", value, step)
         self.scalars.add("train/lr", lr, step)
         self.losses, self.steps, self.samples, self.seconds = {}, 0, 0, 0.0
+
+
+def timing_record(trainer, started, trained):
+    """A stage's wall time on this process, by part: from ``started`` (its start) to the first step (imports,
+    data, model, importance), training steps, dev evaluations with their checkpoints, and from ``trained`` (the
+    end of the loop) to now (test scoring, the summary). Seconds, rounded to 0.1."""
+    t = trainer.timing
+    now = clock()
+    first = t["first_step"] or trained
+    return {"wall_seconds": round(now - started, 1), "startup_seconds": round(first - started, 1),
+            "steps": t["steps"], "step_seconds": round(t["step_seconds"], 2),
+            "first_step_seconds": round(t["first_step_seconds"] or 0.0, 2), "evaluations": t["evaluations"],
+            "evaluation_seconds": round(t["evaluation_seconds"], 1), "after_training_seconds": round(now - trained, 1)}
 
 
 def hours_minutes_seconds(seconds):

@@ -74,38 +74,6 @@ def test_kept_layer_rules_of_the_comparison():
     assert supernet.kept_layers is compare.RULES["paper"] and supernet.kept_layers(0.5, 4) == [0, 2]
 
 
-def test_reuse_teacher_takes_only_a_finished_teacher_trained_as_asked(tmp_path):
-    import pytest
-
-    from ner_ofa import cli
-    import run_msra_ner
-
-    init, out = tmp_path / "init", tmp_path / "teacher"
-    (out / "model_best").mkdir(parents=True)
-    init.mkdir()
-    sizes = {"vocab_size": 30, "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4,
-             "intermediate_size": 64, "max_position_embeddings": 128}
-    model_io.write_json(str(init / "config.json"), sizes)
-    argv = ["--model_name_or_path", str(init), "--output_dir", str(out), "--data_dir", "d", "--learning_rate", "0.001",
-            "--max_steps", "60", "--seed", "42", "--max_seq_length", "48"]
-    wanted = run_msra_ner.parse_args(argv)
-    with pytest.raises(cli.UserError, match="no finished teacher"):
-        driver.finished_teacher(str(out), wanted)
-    model_io.write_json(str(out / "args.json"), {"args": dict(vars(wanted), max_steps=50)})
-    model_io.write_json(str(out / "metrics.json"), {"seconds": 12.5, "curve": []})
-    model_io.write_json(str(out / "model_best" / "config.json"), sizes)
-    with pytest.raises(cli.UserError, match="max_steps 50, this run asks for 60"):
-        driver.finished_teacher(str(out), wanted)
-    model_io.write_json(str(out / "args.json"), {"args": vars(wanted)})
-    with pytest.raises(cli.UserError, match="older than the args.json"):  # a later start that did not finish
-        driver.finished_teacher(str(out), wanted)
-    os.utime(out / "metrics.json", (os.path.getmtime(out / "args.json") + 1,) * 2)
-    assert driver.finished_teacher(str(out), wanted)["seconds"] == 12.5
-    model_io.write_json(str(out / "model_best" / "config.json"), dict(sizes, num_hidden_layers=2))
-    with pytest.raises(cli.UserError, match="differs in num_hidden_layers"):
-        driver.finished_teacher(str(out), wanted)
-
-
 def test_a_failing_stage_is_one_line_naming_its_log(tmp_path):
     import pytest
 

@@ -478,3 +478,28 @@ def test_export_never_overwrites_the_supernet(trained, tmp_path, flags, message)
     with pytest.raises(cli.UserError, match=message):
         export_stage.main(export_stage.parse_args(argv))
     assert {n: os.path.getmtime(os.path.join(src, n)) for n in os.listdir(src)} == before
+
+
+def test_stop_at_ends_training_with_an_evaluation_at_the_first_step_after_it(monkeypatch):
+    """compress's budget: the stage stops at the first step past --stop_at, scored on dev there."""
+    import time
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
+    evaluated = []
+
+    def forward_backward(input_ids, labels):
+        now[0] += 10.0
+        return {"loss": 1.0}
+
+    trainer = fake_trainer([[i] for i in range(12)], num_steps=9, save_steps=4, stop_at=1035.0)
+    last = trainer.run(forward_backward, lambda step, epoch: evaluated.append(step), {})
+    assert last == 4 and evaluated == [4]  # 1040 at step 4 is past 1035; step 4 is also an evaluation step
+    trainer = fake_trainer([[i] for i in range(12)], num_steps=9, save_steps=4, stop_at=now[0] + 25.0)
+    evaluated.clear()
+    assert trainer.run(forward_backward, lambda step, epoch: evaluated.append(step), {}) == 3 and evaluated == [3]
+    trainer = fake_trainer([[i] for i in range(12)], num_steps=9, save_steps=4, stop_at=None)
+    evaluated.clear()
+    assert trainer.run(forward_backward, lambda step, epoch: evaluated.append(step), {}) == 9
+    assert evaluated == [4, 8, 9]

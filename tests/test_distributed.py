@@ -1,4 +1,5 @@
 """Scale-out on Paddle's collective backend for the CPU: 2 processes under paddle.distributed.launch."""
+import argparse
 import glob
 import os
 import re
@@ -6,7 +7,7 @@ import subprocess
 
 from conftest import REPO
 
-from ner_ofa.data import read_ner_file
+from ner_ofa.data import load_splits, read_ner_file
 from ner_ofa.features import CharEncoder
 from ner_ofa.scoring import evaluate
 from ner_ofa import backends, distributed, model_io
@@ -35,6 +36,14 @@ def test_two_processes_agree_and_only_rank0_writes(tiny_demo, tmp_path):
     assert "new best, saved" in logs["workerlog.0"] and "new best, saved" not in logs["workerlog.1"]
     assert sorted(os.listdir(tmp_path / "t")) == ["args.json", "checkpoint", "metrics.json", "model_best", "train.log",
                                                   "visualdl"]
+    # both processes scored dev and test, each its share of the sentences: the sums are what one process gets
+    metrics = model_io.read_json(str(tmp_path / "t" / "model_best" / "metrics.json"))
+    model, tokenizer, info = backends.load_inference_model(str(tmp_path / "t" / "model_best"))
+    data = load_splits(argparse.Namespace(data_dir=tiny_demo["data_dir"], dev_ratio=0.1, seed=42),
+                       label_list=info["labels"])
+    for split in ("dev", "test"):
+        alone = evaluate(backends.dynamic_logits_fn(model), data[split], CharEncoder(tokenizer), info["labels"], 48, 8)
+        assert metrics[split] == alone and alone["sentences"] == len(data[split]) > 1 and alone["gold_chunks"], split
 
     sums, logs = launch("run_msra_ner_ofa.py", tmp_path / "log2", "--model_name_or_path",
                         str(tmp_path / "t" / "model_best"), "--max_steps", "4", "--width_mult_list", "1.0", "0.5",

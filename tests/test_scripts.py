@@ -68,12 +68,11 @@ def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
     run_script("benchmark_msra_cpu.sh", "--data_dir", tiny_demo["data_dir"], "--bert_dir", tiny_demo["model_dir"],
                "--bench_file", bench, "--work_dir", tmp_path / "w", "--results", results, "--num_layers", "1",
                "--hidden_size", "32", "--num_heads", "4", "--intermediate_size", "64", "--max_seq_length", "48",
-               "--batch_size", "16", "--teacher_steps", "4", "--teacher_save_steps", "2", "--ofa_steps", "2",
-               "--ofa_save_steps", "2", "--width_mult_list", "1.0", "0.5", "--depth_mult_list", "1.0", "0.5",
-               "--repeats", "1", "--procs", "2")
+               "--batch_size", "16", "--teacher_steps", "4", "--ofa_steps", "2", "--evaluations", "2",
+               "--width_mult_list", "1.0", "0.5", "--depth_mult_list", "1.0", "0.5", "--repeats", "1", "--procs", "2")
     # both training stages ran on 2 processes, --batch_size split between them
-    for stage, out in (("run_msra_ner", "teacher"), ("run_msra_ner_ofa", "ofa")):
-        assert os.path.isfile(tmp_path / "w" / "launch_logs" / stage / "workerlog.1")
+    for out in ("teacher", "ofa"):
+        assert os.path.isfile(tmp_path / "w" / "launch_logs" / out / "workerlog.1")
         assert model_io.read_json(str(tmp_path / "w" / out / "args.json"))["args"]["batch_size"] == 8
         assert "world_size 2" in (tmp_path / "w" / out / "train.log").read_text(encoding="utf-8")
     rows = model_io.read_json(str(results))["rows"]
@@ -84,22 +83,30 @@ def test_msra_benchmark_script_tiny(tiny_demo, tmp_path):
     assert {(r["width"], r["depth"]) for r in rows if r["name"] != "LAC"} == {(1.0, 1.0), (0.5, 1.0), (1.0, 0.5),
                                                                              (0.5, 0.5)}
 
-    # again in one process, reusing that teacher (trained with 8 windows a process, so --batch_size 8 here)
+    assert (tmp_path / "w" / "report.md").is_file() and (tmp_path / "w" / "recommended").is_dir()
+
+    # again in one process, from that teacher (stage 1 skipped), into a new work directory
     common = ["--data_dir", tiny_demo["data_dir"], "--bert_dir", tiny_demo["model_dir"], "--bench_file", bench,
-              "--work_dir", tmp_path / "w", "--num_layers", "1", "--hidden_size", "32", "--num_heads", "4",
-              "--intermediate_size", "64", "--max_seq_length", "48", "--batch_size", "8", "--teacher_steps", "4",
-              "--teacher_save_steps", "2", "--ofa_steps", "2", "--ofa_save_steps", "2", "--width_mult_list", "1.0",
-              "0.5", "--depth_mult_list", "1.0", "--repeats", "1", "--procs", "1", "--reuse_teacher"]
+              "--num_layers", "1", "--hidden_size", "32", "--num_heads", "4", "--intermediate_size", "64",
+              "--max_seq_length", "48", "--batch_size", "8", "--ofa_steps", "2", "--evaluations", "1",
+              "--width_mult_list", "1.0", "0.5", "--depth_mult_list", "1.0", "--repeats", "1", "--procs", "1",
+              "--teacher_dir", tmp_path / "w" / "teacher" / "model_best"]
     teacher_log = (tmp_path / "w" / "teacher" / "train.log").read_text(encoding="utf-8")
-    proc = run_script("benchmark_msra_cpu.sh", *common, "--results", tmp_path / "r" / "again.json")
-    assert "1/4 teacher: reusing the finished one" in proc.stderr
+    proc = run_script("benchmark_msra_cpu.sh", *common, "--work_dir", tmp_path / "w2", "--results",
+                      tmp_path / "r" / "again.json")
+    assert "is a trained teacher; stage 1 is skipped" in proc.stderr
     assert (tmp_path / "w" / "teacher" / "train.log").read_text(encoding="utf-8") == teacher_log
     again = model_io.read_json(str(tmp_path / "r" / "again.json"))
     assert again["teacher_reused"] and again["rows"][0]["test_f1"] == rows[0]["test_f1"]
-    assert "world_size 1" in (tmp_path / "w" / "ofa" / "train.log").read_text(encoding="utf-8")
-    proc = run_script("benchmark_msra_cpu.sh", *common[:-1], "--teacher_steps", "6", "--reuse_teacher",
-                      "--results", tmp_path / "r" / "no.json", check=False)
-    assert proc.returncode != 0 and "was trained with max_steps 4, this run asks for 6" in proc.stderr
+    assert not (tmp_path / "w2" / "teacher").exists()
+    assert "world_size 1" in (tmp_path / "w2" / "ofa" / "train.log").read_text(encoding="utf-8")
+    # the same work directory again, without --resume: refused, nothing changed
+    before = (tmp_path / "w" / "compress_state.json").read_text(encoding="utf-8")
+    proc = run_script("benchmark_msra_cpu.sh", *common, "--work_dir", tmp_path / "w", "--results",
+                      tmp_path / "r" / "no.json", check=False)
+    assert proc.returncode == 2 and "is not empty: give a new --output_dir, or --resume" in proc.stderr
+    assert (tmp_path / "w" / "compress_state.json").read_text(encoding="utf-8") == before
+    assert not (tmp_path / "r" / "no.json").exists()
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "msra_ner")),
@@ -111,7 +118,7 @@ def test_msra_data_stats_script():
 
 
 def test_msra_benchmark_script_pretrained_recipe_tiny(tiny_demo, tmp_path):
-    """The pretrained recipe, here with DynaBERT's two phases (--ofa_width_steps)."""
+    """The pretrained recipe."""
     from hf_fixtures import demo_vocab, tree_digest, write_checkpoint
 
     ckpt, _ = write_checkpoint(str(tmp_path / "ckpt"), demo_vocab(tiny_demo), fmt="bin", vocab_file="tokenizer.json")
@@ -122,15 +129,8 @@ def test_msra_benchmark_script_pretrained_recipe_tiny(tiny_demo, tmp_path):
     run_script("benchmark_msra_cpu.sh", "--teacher", "pretrained", "--pretrained_dir", ckpt,
                "--data_dir", tiny_demo["data_dir"], "--bench_file", bench, "--work_dir", tmp_path / "w",
                "--results", results, "--max_seq_length", "48", "--batch_size", "16", "--teacher_steps", "4",
-               "--teacher_save_steps", "2", "--ofa_steps", "2", "--ofa_save_steps", "2", "--repeats", "1",
-               "--procs", "1", "--ofa_width_steps", "2")
+               "--ofa_steps", "2", "--evaluations", "2", "--repeats", "1", "--procs", "1", "--budget_minutes", "0")
     out = model_io.read_json(str(results))
-    # DynaBERT's two phases: widths alone first, then every pair from that width-adaptive model
-    width_phase = model_io.read_json(str(tmp_path / "w" / "ofa_width" / "summary.json"))
-    assert sorted(width_phase["pairs"]) == ["0.5", "0.75", "1.0"] and len(out["ofa_width_learning_curve"]) == 1
-    phase2_args = model_io.read_json(str(tmp_path / "w" / "ofa" / "args.json"))["args"]
-    assert phase2_args["model_name_or_path"] == str(tmp_path / "w" / "ofa_width" / "model_1.0")
-    assert out["schedule"]["ofa_width_steps"] == 2
     # the recipe's own defaults: widths 1.0 0.75 0.5 x depths 1.0 0.5, its learning rates
     assert out["schedule"]["teacher"] == "pretrained" and out["schedule"]["width_mult_list"] == [1.0, 0.75, 0.5]
     assert out["schedule"]["teacher_lr"] == 3e-4 and out["schedule"]["ofa_lr"] == 2e-4

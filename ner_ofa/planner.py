@@ -1,0 +1,163 @@
+"""Planning a compress run: the step count and evaluation interval of each training stage, either from the epochs
+asked for or, with a wall-clock budget, from what a probe of a few steps measured on this machine."""
+import math
+
+from ner_ofa.errors import UserError
+
+TEACHER_SHARE = 0.4  # of the training time, when both stages train (the last headline run spent 43 % in stage 1)
+MARGIN = 0.92  # the plan fills this fraction of the time left: step times drift on a noisy machine
+MIN_STEPS = 10
+
+
+def evaluations_of(steps, save_steps):
+    """How many dev evaluations a stage makes: every save_steps, and at the last step."""
+    return steps // save_steps + (1 if steps % save_steps else 0)
+
+
+def save_steps_for(steps, evaluations):
+    return max(1, math.ceil(steps / max(1, evaluations)))
+
+
+def stage_costs(measured):
+    """(seconds per step, seconds per dev evaluation, seconds that do not depend on the step count) of a stage,
+    from its probe: the stage's timing record plus ``process_seconds``, the wall time of its process(es), and
+    ``test_scale`` / ``dev_scale``, how many times more characters the real test and dev splits have than the
+    probe's (its test scoring, ``after_training_seconds``, and its evaluations are scaled by them). The first
+    step, a warm-up, counts as fixed."""
+    steps, first = measured["steps"], measured.get("first_step_seconds", 0.0)
+    step = (measured["step_seconds"] - first) / (steps - 1) if steps > 1 else measured["step_seconds"]
+    evaluation = measured["evaluation_seconds"] / max(1, measured["evaluations"]) * measured.get("dev_scale", 1.0)
+    test = measured.get("after_training_seconds", 0.0)
+    fixed = measured["process_seconds"] - step * steps - measured["evaluation_seconds"] - test \
+        + test * measured.get("test_scale", 1.0)
+    return step, evaluation, max(0.0, fixed)
+
+
+def stage_tail(measured):
+    """Seconds a stage still needs once it stops training: a last dev evaluation and the test scoring."""
+    _, evaluation, _ = stage_costs(measured)
+    return evaluation + measured.get("after_training_seconds", 0.0) * measured.get("test_scale", 1.0)
+
+
+def stop_at(budget_end, plan, stage, measured):
+    """The wall-clock time at which ``stage`` ("teacher" or "ofa") must stop training so that what the plan puts
+    after it still fits before ``budget_end``: its own last evaluation and test scoring, then the later parts."""
+    after = plan["after_teacher_seconds"] if stage == "teacher" else plan["after_ofa_seconds"]
+    return budget_end - after - stage_tail(measured[stage])
+
+
+def stage_seconds(costs, steps, evaluations):
+    step, evaluation, fixed = costs
+    return fixed + steps * step + evaluations_of(steps, save_steps_for(steps, evaluations)) * evaluation
+
+
+def steps_within(costs, seconds, evaluations, cap):
+    """The most steps (at most ``cap``) whose stage fits in ``seconds``."""
+    step, evaluation, fixed = costs
+    steps = int((seconds - fixed - evaluations * evaluation) // step) if step > 0 else cap
+    steps = min(cap, steps)
+    while steps > 1 and stage_seconds(costs, steps, evaluations) > seconds:  # fewer steps, fewer evaluations
+        steps -= 1
+    return steps
+
+
+def after_training_seconds(measured, n_pairs, n_models, repeats):
+    """Export + INT8 of every pair, the teacher's static export, and the timed passes of every model."""
+    export = measured["export_seconds"]
+    return {"export": round(export * (n_pairs + 0.5), 1),
+            "latency": round(measured["latency_pass_seconds"] * (1 + repeats) * n_models, 1)}
+
+
+def plan(budget_seconds, spent_seconds, measured, n_pairs, n_models, repeats, steps_per_epoch, teacher_epochs,
+         ofa_epochs, evaluations, fixed_teacher_steps=0, fixed_ofa_steps=0):
+    """Steps for stage 1 (when ``measured`` has a "teacher" probe) and stage 2 so that the run, ``spent_seconds``
+    in already, ends within ``budget_seconds``. ``measured``: what the probe timed ({"teacher", "ofa"}: timing
+    records; "export_seconds": one pair's export and INT8; "latency_pass_seconds": one pass of the largest model).
+    Each stage gets at most its epochs (``steps_per_epoch`` * epochs); when stage 1 reaches its cap the time it
+    leaves goes to stage 2, and back. A fixed step count (> 0) is kept as given. A UserError when the budget
+    cannot hold MIN_STEPS of each stage."""
+    after = after_training_seconds(measured, n_pairs, n_models, repeats)
+    left = (budget_seconds - spent_seconds) * MARGIN - sum(after.values())
+    stages = [s for s in ("teacher", "ofa") if s in measured]
+    costs = {s: stage_costs(measured[s]) for s in stages}
+    caps = {"teacher": max(1, math.ceil(teacher_epochs * steps_per_epoch)),
+            "ofa": max(1, math.ceil(ofa_epochs * steps_per_epoch))}
+    fixed = {"teacher": fixed_teacher_steps, "ofa": fixed_ofa_steps}
+    steps = {s: fixed[s] for s in stages if fixed[s] > 0}
+    usable = left - sum(stage_seconds(costs[s], n, evaluations) for s, n in steps.items())
+    free = [s for s in stages if s not in steps]
+    if len(free) == 2:
+        share = {"teacher": TEACHER_SHARE, "ofa": 1 - TEACHER_SHARE}
+        first = {s: steps_within(costs[s], usable * share[s], evaluations, caps[s]) for s in free}
+        for s, other in (("teacher", "ofa"), ("ofa", "teacher")):
+            if first[s] == caps[s]:  # capped: what it leaves goes to the other one
+                rest = usable - stage_seconds(costs[s], first[s], evaluations)
+                first[other] = steps_within(costs[other], rest, evaluations, caps[other])
+                break
+        steps.update(first)
+    elif free:
+        steps[free[0]] = steps_within(costs[free[0]], usable, evaluations, caps[free[0]])
+    short = [s for s in stages if steps[s] < MIN_STEPS]
+    if short:
+        needed = spent_seconds + sum(after.values()) + sum(
+            stage_seconds(costs[s], max(MIN_STEPS, steps[s]), evaluations) for s in stages)
+        raise UserError(f"--budget_minutes {budget_seconds / 60:g} is too small for this data and model on this "
+                        f"machine: {MIN_STEPS} steps of each stage need about {math.ceil(needed / 60 / MARGIN)} "
+                        f"minutes, of which the export and timing of every model take about {sum(after.values()) / 60:.1f}")
+    result = {"budget_seconds": round(budget_seconds, 1), "probe_seconds": round(spent_seconds, 1),
+              "steps_per_epoch": steps_per_epoch, "after_training": after}
+    for s in ("teacher", "ofa"):
+        if s in steps:
+            result[s] = {"steps": steps[s], "save_steps": save_steps_for(steps[s], evaluations),
+                         "epochs": round(steps[s] / steps_per_epoch, 2),
+                         "seconds": round(stage_seconds(costs[s], steps[s], evaluations), 1),
+                         "seconds_per_step": round(costs[s][0], 3)}
+        else:
+            result[s] = {"steps": 0, "save_steps": 1, "epochs": 0.0, "seconds": 0.0}
+    result["after_ofa_seconds"] = round(sum(after.values()), 1)
+    result["after_teacher_seconds"] = round(result["ofa"]["seconds"] + result["after_ofa_seconds"], 1)
+    result["planned_total_seconds"] = round(spent_seconds + result["teacher"]["seconds"]
+                                            + result["after_teacher_seconds"], 1)
+    return result
+
+
+def replan_stage_2(plan, budget_seconds, spent_seconds, measured, ofa_epochs, evaluations, fixed_ofa_steps=0):
+    """After stage 1, stage 2's steps again from the time actually left (stage 1 may have taken more or less than
+    planned); the plan's estimate of what follows stage 2 stays. Returns the updated plan."""
+    if fixed_ofa_steps > 0 or budget_seconds is None:
+        return plan
+    left = (budget_seconds - spent_seconds) * MARGIN - plan["after_ofa_seconds"]
+    cap = max(1, math.ceil(ofa_epochs * plan["steps_per_epoch"]))
+    costs = stage_costs(measured["ofa"])
+    steps = max(1, steps_within(costs, left, evaluations, cap))
+    if steps == plan["ofa"]["steps"]:
+        return plan
+    ofa = dict(plan["ofa"], steps=steps, save_steps=save_steps_for(steps, evaluations),
+               epochs=round(steps / plan["steps_per_epoch"], 2), seconds=round(stage_seconds(costs, steps, evaluations), 1),
+               planned_before_stage_1=plan["ofa"]["steps"])
+    return dict(plan, ofa=ofa, after_teacher_seconds=round(ofa["seconds"] + plan["after_ofa_seconds"], 1))
+
+
+def unplanned(steps_per_epoch, teacher_epochs, ofa_epochs, teacher_steps, ofa_steps, evaluations):
+    """Without a budget: the steps the flags ask for, and no time estimates."""
+    result = {"budget_seconds": None, "steps_per_epoch": steps_per_epoch}
+    for s, epochs, fixed in (("teacher", teacher_epochs, teacher_steps), ("ofa", ofa_epochs, ofa_steps)):
+        steps = fixed if fixed > 0 else max(1, math.ceil(epochs * steps_per_epoch))
+        result[s] = {"steps": steps, "save_steps": save_steps_for(steps, evaluations),
+                     "epochs": round(steps / steps_per_epoch, 2)}
+    return result
+
+
+def describe(plan):
+    parts = []
+    for s, title in (("teacher", "stage 1"), ("ofa", "stage 2")):
+        p = plan[s]
+        if p.get("skipped"):
+            parts.append(f"{title} skipped")
+        else:
+            parts.append(f"{title} {p['steps']} steps ({p['epochs']} epochs, dev every {p['save_steps']})"
+                         + (f" ~{p['seconds'] / 60:.1f} min" if "seconds" in p else ""))
+    if plan.get("budget_seconds"):
+        parts.append(f"export and timing ~{plan['after_ofa_seconds'] / 60:.1f} min; the run ~"
+                     f"{plan['planned_total_seconds'] / 60:.1f} of {plan['budget_seconds'] / 60:g} min")
+    return "; ".join(parts)

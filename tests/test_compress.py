@@ -1,0 +1,135 @@
+"""compress end to end on the tiny demo data: a budget it must plan to, every file it promises, the recommended
+model labelling text through predict.py, --resume after an interruption, and refusals that write nothing."""
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+
+from ner_ofa import NerPredictor, cli, model_io, stages
+from ner_ofa.tools import compress
+
+BUDGET_MINUTES = 4.0
+
+
+def compress_args(tiny_demo, out, *extra):
+    return compress.parse_args([
+        "--data_dir", tiny_demo["data_dir"], "--model_name_or_path", tiny_demo["model_dir"], "--output_dir", str(out),
+        "--device", "cpu", "--max_seq_length", "48", "--batch_size", "16", "--width_mult_list", "1.0", "0.5",
+        "--depth_mult_list", "1.0", "0.5", "--teacher_lr", "5e-3", "--ofa_lr", "2e-3", "--repeats", "1",
+        "--evaluations", "3", "--progress_seconds", "5", *extra])
+
+
+@pytest.fixture(scope="module")
+def budgeted(tiny_demo, tmp_path_factory):
+    """One run with a budget its epochs could never fit (500 each): the plan has to cut the steps. Two pairs
+    (widths 1.0 0.5 at full depth): on the tiny model the export of each takes longer than its training."""
+    out = tmp_path_factory.mktemp("compress") / "out"
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    cli.logger.addHandler(handler)
+    started = time.time()
+    try:
+        report = compress.main(compress_args(tiny_demo, out, "--budget_minutes", str(BUDGET_MINUTES),
+                                             "--teacher_epochs", "500", "--ofa_epochs", "500",
+                                             "--depth_mult_list", "1.0"))
+    finally:
+        cli.logger.removeHandler(handler)
+    return {"out": out, "report": report, "seconds": time.time() - started, "log": lines}
+
+
+def test_a_budgeted_run_ends_within_it_and_writes_everything(budgeted):
+    out, report = budgeted["out"], budgeted["report"]
+    assert budgeted["seconds"] <= BUDGET_MINUTES * 60 and report["within_budget"], budgeted["seconds"]
+    plan = report["plan"]
+    for stage in ("teacher", "ofa"):  # planned: more than the minimum, far fewer than the 500 epochs asked
+        assert 10 <= plan[stage]["steps"] < 500 * plan["steps_per_epoch"], plan
+    assert plan["planned_total_seconds"] <= BUDGET_MINUTES * 60
+    # what ran is what was planned
+    state = model_io.read_json(str(out / compress.STATE_NAME))
+    assert state["parts"]["teacher"]["result"]["timing"]["steps"] == plan["teacher"]["steps"]
+    assert state["parts"]["ofa"]["result"]["timing"]["steps"] == plan["ofa"]["steps"]
+    assert not (out / "probe").exists()
+    for name in ("report.md", "report.json", "report.png", "recommended"):
+        assert (out / name).exists(), name
+    assert set(report["planned_against_actual"]) == {"probe", "teacher", "ofa", "export", "latency"}
+    names = [r["name"] for r in report["rows"] if r["name"] != "LAC"]
+    assert names == ["teacher"] + [f"width {w} depth 1.0{kind}" for w in (1.0, 0.5) for kind in ("", ", INT8")]
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert report["recommended"]["name"] in text and "| width 0.5 depth 1.0, INT8" in text
+
+
+def test_the_recommended_model_is_the_fastest_within_the_drop_and_labels_text(budgeted):
+    out, report = budgeted["out"], budgeted["report"]
+    teacher_f1 = report["rows"][0]["test_f1"]
+    within = [r for r in report["rows"] if r["model_dir"] and r["test_f1"] >= teacher_f1 - 0.01]
+    assert report["recommended"]["latency_seconds"] == min(r["latency_seconds"] for r in within)
+    chosen = next(r for r in report["rows"] if r["name"] == report["recommended"]["name"])
+    assert sorted(os.listdir(out / "recommended")) == sorted(os.listdir(chosen["model_dir"]))
+    text = "张伟在北京大学工作，李明去了上海。"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "predict.py"), "--model_dir", str(out / "recommended"),
+                           "--text", text], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = NerPredictor(str(out / "recommended"))([text])[0]
+    assert printed["entities"] == expected and expected, (printed, expected)
+
+
+def test_progress_lines_carry_the_runs_eta(budgeted):
+    """Every --progress_seconds (5 here) while a stage trains: its step, the run's elapsed time and ETA."""
+    total = budgeted["report"]["plan"]["ofa"]["steps"]
+    found = [line for line in budgeted["log"] if line.startswith("compress: 2/4 OFA step ")]
+    assert found, [line for line in budgeted["log"] if line.startswith("compress")]
+    step, eta = re.match(rf"compress: 2/4 OFA step (\d+)/{total} \| elapsed \d:\d\d:\d\d, ETA (\d:\d\d:\d\d)$",
+                         found[-1]).groups()
+    assert 0 < int(step) <= total
+    # the ETA covers what follows the stage too: at least the plan's export and timing estimate
+    h, m, sec = map(int, eta.split(":"))
+    assert h * 3600 + m * 60 + sec >= budgeted["report"]["plan"]["after_ofa_seconds"] - 1
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tiny_demo, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    args = compress_args(tiny_demo, out, "--teacher_steps", "12", "--ofa_steps", "8")
+    original = stages.run_stage
+
+    def stop_at_export(script, *rest, **kw):
+        if script == "export_model_msra_ner_ofa.py":
+            raise KeyboardInterrupt
+        return original(script, *rest, **kw)
+
+    monkeypatch.setattr(stages, "run_stage", stop_at_export)
+    with pytest.raises(KeyboardInterrupt):
+        compress.main(args)
+    monkeypatch.setattr(stages, "run_stage", original)
+    state = model_io.read_json(str(out / compress.STATE_NAME))
+    assert set(state["parts"]) == {"teacher", "ofa"}
+    teacher_mtime = os.path.getmtime(out / "teacher" / "metrics.json")
+
+    with pytest.raises(cli.UserError, match="is not empty: give a new --output_dir, or --resume"):
+        compress.main(args)
+    with pytest.raises(cli.UserError, match="started with --ofa_steps 8, this one asks for 9"):
+        compress.main(compress_args(tiny_demo, out, "--teacher_steps", "12", "--ofa_steps", "9", "--resume"))
+    assert model_io.read_json(str(out / compress.STATE_NAME)) == state  # the refusals changed nothing
+
+    ran = []
+    monkeypatch.setattr(stages, "run_stage", lambda script, *a, **k: ran.append(script) or original(script, *a, **k))
+    report = compress.main(compress_args(tiny_demo, out, "--teacher_steps", "12", "--ofa_steps", "8", "--resume"))
+    assert "run_msra_ner.py" not in ran and "run_msra_ner_ofa.py" not in ran, ran
+    assert os.path.getmtime(out / "teacher" / "metrics.json") == teacher_mtime
+    assert (out / "recommended").is_dir() and len(report["rows"]) >= 9
+
+
+def test_resume_without_a_run_and_a_bad_budget_are_one_line(tiny_demo, tmp_path):
+    with pytest.raises(cli.UserError, match="nothing to resume"):
+        compress.main(compress_args(tiny_demo, tmp_path / "none", "--resume"))
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(SystemExit):
+        compress_args(tiny_demo, tmp_path / "x", "--budget_minutes", "0")

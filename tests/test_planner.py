@@ -1,0 +1,88 @@
+"""compress's budget planner on made-up probe times, checked against step counts worked out by hand."""
+import pytest
+
+from ner_ofa import planner
+from ner_ofa.cli import UserError
+
+# stage 1: 1 s a step, 10 s an evaluation, 30 s that do not depend on the steps (46 s for 6 steps + 1 evaluation);
+# stage 2: 2 s, 20 s, 60 s
+MEASURED = {"teacher": {"steps": 6, "step_seconds": 6.0, "first_step_seconds": 1.0, "evaluations": 1,
+                        "evaluation_seconds": 10.0, "process_seconds": 46.0},
+            "ofa": {"steps": 6, "step_seconds": 12.0, "first_step_seconds": 2.0, "evaluations": 1,
+                    "evaluation_seconds": 20.0, "process_seconds": 92.0},
+            "export_seconds": 10.0, "latency_pass_seconds": 1.0}
+# 4 pairs: export 10 * 4.5 = 45 s; 9 models timed 1 + 3 times at 1 s = 36 s; so 81 s after training
+ARGS = dict(n_pairs=4, n_models=9, repeats=3, steps_per_epoch=100, evaluations=8)
+
+
+def make_plan(budget=3600.0, spent=100.0, measured=MEASURED, teacher_epochs=20, ofa_epochs=20, **fixed):
+    return planner.plan(budget, spent, measured, teacher_epochs=teacher_epochs, ofa_epochs=ofa_epochs, **ARGS,
+                        **fixed)
+
+
+def test_costs_from_a_probe():
+    assert planner.stage_costs(MEASURED["teacher"]) == (1.0, 10.0, 30.0)
+    assert planner.stage_costs(MEASURED["ofa"]) == (2.0, 20.0, 60.0)
+    # a first step of 3 s is a warm-up: the other 5 give the pace, its extra 2 s count as fixed
+    warm = dict(MEASURED["teacher"], step_seconds=8.0, first_step_seconds=3.0, process_seconds=48.0)
+    assert planner.stage_costs(warm) == (1.0, 10.0, 32.0)
+    # the probe scored a test split 4 times smaller: its 5 s of test scoring count 20 s
+    scaled = dict(MEASURED["ofa"], after_training_seconds=5.0, test_scale=4.0)
+    assert planner.stage_costs(scaled) == (2.0, 20.0, 75.0)
+    # and a dev split 5 times smaller: an evaluation of the real one takes 100 s
+    assert planner.stage_costs(dict(scaled, dev_scale=5.0)) == (2.0, 100.0, 75.0)
+    assert planner.after_training_seconds(MEASURED, 4, 9, 3) == {"export": 45.0, "latency": 36.0}
+    # 1148 steps, an evaluation every 144: at 144, ..., 1008 and at the last step: 8
+    assert planner.evaluations_of(1148, 144) == 8 and planner.evaluations_of(1152, 144) == 8
+
+
+def test_the_budget_is_shared_between_the_stages():
+    plan = make_plan()
+    # (3600 - 100) * 0.92 - 81 = 3139 s to train; stage 1 gets 0.4 of it, 1255.6 s: (1255.6 - 30 - 80) // 1
+    assert plan["teacher"]["steps"] == 1145 and plan["teacher"]["save_steps"] == 144
+    assert plan["teacher"]["seconds"] == 30 + 1145 + 80
+    # stage 2: 1883.4 s: (1883.4 - 60 - 160) // 2
+    assert plan["ofa"]["steps"] == 831 and plan["ofa"]["seconds"] == 60 + 2 * 831 + 160
+    assert plan["planned_total_seconds"] == 100 + 1255 + 1882 + 81 <= 3600
+    assert plan["teacher"]["epochs"] == 11.45
+
+
+def test_a_stage_at_its_epochs_leaves_its_time_to_the_other():
+    plan = make_plan(teacher_epochs=5)  # at most 500 steps
+    assert plan["teacher"]["steps"] == 500
+    # stage 1 takes 30 + 500 + 80 = 610 s of 3139; stage 2: (2529 - 220) // 2
+    assert plan["ofa"]["steps"] == 1154
+    both_capped = make_plan(teacher_epochs=5, ofa_epochs=3)
+    assert (both_capped["teacher"]["steps"], both_capped["ofa"]["steps"]) == (500, 300)
+
+
+def test_fixed_steps_are_kept_and_a_skipped_teacher_gives_stage_2_everything():
+    plan = make_plan(fixed_teacher_steps=300)
+    # 30 + 300 + 80 = 410 s; stage 2: (3139 - 410 - 220) // 2
+    assert plan["teacher"]["steps"] == 300 and plan["ofa"]["steps"] == 1254
+    alone = make_plan(measured={k: v for k, v in MEASURED.items() if k != "teacher"})
+    assert alone["teacher"]["steps"] == 0 and alone["ofa"]["steps"] == (3139 - 220) // 2
+
+
+def test_stage_2_is_planned_again_from_the_time_stage_1_left():
+    plan = make_plan()
+    # stage 1 took 300 s more than its 1255: (3600 - 1655) * 0.92 - 81 = 1708.4 s left; (1708.4 - 220) // 2
+    later = planner.replan_stage_2(plan, 3600.0, 100 + 1255 + 300, MEASURED, ofa_epochs=20, evaluations=8)
+    assert later["ofa"]["steps"] == 744 and later["ofa"]["planned_before_stage_1"] == 831
+    assert later["after_teacher_seconds"] == 60 + 2 * 744 + 160 + 81
+    assert planner.replan_stage_2(plan, 3600.0, 1655, MEASURED, 20, 8, fixed_ofa_steps=831) is plan
+
+
+def test_a_budget_too_small_is_one_line_with_what_it_needs():
+    with pytest.raises(UserError, match=r"--budget_minutes 4 is too small .* about \d+ minutes"):
+        make_plan(budget=240.0)
+    small = make_plan(budget=1000.0)  # 900 * 0.92 - 81 = 747 s: 298.8 for stage 1, 448.2 for stage 2
+    assert (small["teacher"]["steps"], small["ofa"]["steps"]) == (188, 114)
+
+
+def test_a_stage_stops_in_time_for_what_the_plan_puts_after_it():
+    plan = make_plan()
+    # stage 2: its last evaluation (20 s) and test scoring (none in this probe) before export and timing (81 s)
+    assert planner.stop_at(5000.0, plan, "ofa", MEASURED) == 5000 - 81 - 20
+    # stage 1: its evaluation (10 s), then all of stage 2 as planned and the 81 s
+    assert planner.stop_at(5000.0, plan, "teacher", MEASURED) == 5000 - (60 + 2 * 831 + 160 + 81) - 10
