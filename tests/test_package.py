@@ -34,16 +34,19 @@ def installed(tmp_path_factory):
     return {"names": names, "site": str(site), "root": root}
 
 
-def test_wheel_holds_the_package_only(installed):
+def test_wheel_holds_the_package_and_the_stage_scripts_only(installed):
+    """The package, and beside it the stage scripts compress runs (each in processes of its own)."""
     top_level = {name.split("/")[0] for name in installed["names"]}
-    assert {t for t in top_level if not t.endswith(".dist-info")} == {"ner_ofa"}, top_level
-    for module in ("errors", "data", "features", "labelling", "scoring", "predictor", "tools/predict", "tools/serve",
-                   "tools/quantize"):
+    assert {t for t in top_level if not t.endswith(".dist-info")} == {
+        "ner_ofa", "run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py", "quantize_model.py"}, \
+        top_level
+    for module in ("errors", "data", "features", "labelling", "scoring", "predictor", "planner", "report",
+                   "tools/predict", "tools/serve", "tools/quantize", "tools/compress"):
         assert f"ner_ofa/{module}.py" in installed["names"], module
     (entry_points,) = [n for n in installed["names"] if n.endswith("entry_points.txt")]
     text = open(os.path.join(installed["site"], entry_points), encoding="utf-8").read()
     for line in ("ner-ofa-predict = ner_ofa.tools.predict:run", "ner-ofa-serve = ner_ofa.tools.serve:run",
-                 "ner-ofa-quantize = ner_ofa.tools.quantize:run"):
+                 "ner-ofa-quantize = ner_ofa.tools.quantize:run", "ner-ofa-compress = ner_ofa.tools.compress:run"):
         assert line in text, text
 
 

@@ -139,7 +139,8 @@ class Progress:
         self.run, self.every = run, every
         self.stop = threading.Event()
 
-    def watch(self, title, log_path, later_seconds):
+    def watch(self, title, log_path, later_seconds, stop_at=None):
+        """``stop_at``: when the stage stops training at the latest (the budget's --stop_at)."""
         started = time.time()
 
         def loop():
@@ -147,7 +148,10 @@ class Progress:
                 step, total = self.last_step(log_path)
                 eta = None
                 if step:
-                    eta = (time.time() - started) / step * (total - step) + (later_seconds or 0)
+                    remaining = (time.time() - started) / step * (total - step)
+                    if stop_at is not None:
+                        remaining = max(0.0, min(remaining, stop_at - time.time()))
+                    eta = remaining + (later_seconds or 0)
                 logger.info("compress: %s%s | elapsed %s, ETA %s", title, f" step {step}/{total}" if step else "",
                             hours_minutes_seconds(self.run.elapsed()),
                             hours_minutes_seconds(eta) if eta is not None and later_seconds is not None else "?")
@@ -360,7 +364,7 @@ def main(args):
         if not run.done("teacher"):
             logger.info("compress 1/4: stage 1, the teacher | elapsed %s", hours_minutes_seconds(run.elapsed()))
             watcher = progress.watch("1/4 teacher", os.path.join(args.output_dir, "teacher", "train.log"),
-                                     plan.get("after_teacher_seconds"))
+                                     plan.get("after_teacher_seconds"), deadline(run, plan, "teacher"))
             try:
                 result, seconds = run_training(args, "run_msra_ner.py", teacher_argv(
                     args, os.path.join(args.output_dir, "teacher"), plan["teacher"]["steps"],
@@ -387,7 +391,7 @@ def main(args):
         logger.info("compress 2/4: stage 2, OFA over %d (width, depth) pairs | elapsed %s", n_pairs,
                     hours_minutes_seconds(run.elapsed()))
         watcher = progress.watch("2/4 OFA", os.path.join(args.output_dir, "ofa", "train.log"),
-                                 plan.get("after_ofa_seconds"))
+                                 plan.get("after_ofa_seconds"), deadline(run, plan, "ofa"))
         try:
             summary, seconds = run_training(args, "run_msra_ner_ofa.py", ofa_argv(
                 args, teacher_dir, os.path.join(args.output_dir, "ofa"), plan["ofa"]["steps"],
