@@ -1,5 +1,5 @@
-"""The installable package: a wheel built from pyproject.toml holds ner_ofa and nothing at the top level, installs
-the console scripts, and works from a folder that has its own utils.py (a notebook's), outside the checkout."""
+"""The installable package: a wheel built from pyproject.toml holds ner_ofa and, beside it, only the stage scripts
+compress runs; it installs the console scripts, and works from a folder that has its own utils.py (a notebook's), outside the checkout."""
 import json
 import os
 import shutil
@@ -21,7 +21,8 @@ def installed(tmp_path_factory):
     source, wheels = root / "source", root / "wheels"  # a copy: building writes build/ and egg-info beside the source
     shutil.copytree(os.path.join(REPO, "ner_ofa"), source / "ner_ofa",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py",
+                 "quantize_model.py"):
         shutil.copy(os.path.join(REPO, name), source / name)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
                           capture_output=True, text=True, timeout=600, cwd=str(root))
