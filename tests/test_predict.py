@@ -163,7 +163,9 @@ def test_output_is_written_chunk_by_chunk_before_the_input_ends(trained):
 
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "predict.py"), "--model_dir", trained["teacher"],
                              "--chunk_size", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a pipe is block-buffered unless Python is told otherwise: the flush must do it
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})
     try:
         proc.stdin.write("北京公司\n")
         proc.stdin.flush()
