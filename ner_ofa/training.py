@@ -32,6 +32,13 @@ def bucketed_batches(lengths, batch_size, rng, pool_batches=50):
     return batches
 
 
+def batches_per_epoch(windows, batch_size, nranks):
+    """Each process's batches (steps) in one epoch: ``windows`` in batches of ``batch_size`` (per process),
+    shared among ``nranks`` processes."""
+    n = math.ceil(windows / batch_size)
+    return n // nranks if nranks > 1 else n
+
+
 def make_batch_sampler(lengths, batch_size, seed):
     """A length-bucketed ``paddle.io.DistributedBatchSampler``: each card gets its own share of batches."""
     import paddle
@@ -49,8 +56,7 @@ def make_batch_sampler(lengths, batch_size, seed):
             yield from self._batches()
 
         def __len__(self):
-            n = math.ceil(len(lengths) / batch_size)
-            return n // self.nranks if self.nranks > 1 else n
+            return batches_per_epoch(len(lengths), batch_size, self.nranks)
 
     return LengthBucketBatchSampler()
 

@@ -19,7 +19,6 @@ each stage on this machine (OUTPUT_DIR/probe/), then gives the two training stag
 interrupted run: finished parts are kept, an interrupted training stage resumes from its last checkpoint.
 """
 import argparse
-import math
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ from ner_ofa.data import find_split_file, load_splits, write_ner_file
 from ner_ofa.features import CharEncoder, train_features
 from ner_ofa import cli, model_io, planner, report, stages, supernet, timing
 from ner_ofa.cli import UserError, logger
-from ner_ofa.training import hours_minutes_seconds
+from ner_ofa.training import batches_per_epoch, hours_minutes_seconds
 
 STATE_NAME = "compress_state.json"
 PROBE_STEPS = 10
@@ -260,9 +259,7 @@ def steps_per_epoch(args, data):
     tokenizer = model_io.load_tokenizer(args.model_name_or_path)
     label_to_id = {label: i for i, label in enumerate(data["labels"])}
     windows = len(train_features(data["train"], CharEncoder(tokenizer), label_to_id, args.max_seq_length))
-    per_process = args.batch_size // args.procs
-    batches = math.ceil(windows / per_process)
-    return batches // args.procs if args.procs > 1 else batches
+    return batches_per_epoch(windows, args.batch_size // args.procs, args.procs)
 
 
 def is_trained_teacher(path):
