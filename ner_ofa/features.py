@@ -18,6 +18,7 @@ class CharEncoder:
         self.cls_id = self.token_to_id[tokenizer.cls_token]
         self.sep_id = self.token_to_id[tokenizer.sep_token]
         self.pad_id = self.token_to_id[tokenizer.pad_token]
+        self._ids = {}  # char -> id, filled as characters are seen (dict updates are atomic: threads may share it)
 
     def char_id(self, char):
         found = self.token_to_id.get(char)
@@ -26,7 +27,12 @@ class CharEncoder:
         return self.unk_id if found is None or not char.strip() else found
 
     def encode(self, chars):
-        return [self.char_id(c) for c in chars]
+        ids = self._ids
+        out = [ids.get(c, -1) for c in chars]
+        for i, found in enumerate(out):
+            if found < 0:
+                out[i] = ids[chars[i]] = self.char_id(chars[i])
+        return out
 
 
 def make_windows(length, size):
@@ -91,19 +97,29 @@ def collate(features, encoder):
 
 
 SHAPE_MULTIPLE = 8
+SHAPES = ("buckets", "exact")
+
+
+def shape_bucket(rows, length, max_seq_length, batch_size):
+    """The (rows, length) a batch of ``rows`` windows of at most ``length`` tokens is padded to for Paddle
+    Inference: length up to a multiple of 8 (at most ``max_seq_length``), rows up to a power of two (at most
+    ``batch_size``). Paddle Inference with oneDNN keeps kernels per input shape, so a long-lived process that saw
+    every (rows, length) pair grew its memory with them; with at most ~16 lengths x 6 row counts it stays flat
+    (results/serve_cpu.json). ONNX Runtime keeps no per-shape kernels: its batches run as they are ("exact")."""
+    return (min(max(rows, batch_size), 1 << (rows - 1).bit_length()),
+            min(max(length, max_seq_length), -(-length // SHAPE_MULTIPLE) * SHAPE_MULTIPLE))
+
+
+def pad_to_shape(input_ids, pad_id, shape):
+    """``input_ids`` padded with [PAD] (which the model masks) to ``shape``; the caller drops the extra rows and
+    positions from the logits."""
+    if tuple(shape) == input_ids.shape:
+        return input_ids
+    padded = np.full(shape, pad_id, dtype=input_ids.dtype)
+    padded[:input_ids.shape[0], :input_ids.shape[1]] = input_ids
+    return padded
 
 
 def pad_to_shape_bucket(input_ids, pad_id, max_seq_length, batch_size):
-    """Pad a batch to one of a few shapes: length up to a multiple of 8 (at most ``max_seq_length``), rows up to a
-    power of two (at most ``batch_size``), with [PAD], which the model masks. Paddle Inference with oneDNN keeps
-    kernels per input shape, so a long-lived process that saw every (rows, length) pair grew its memory with
-    them; with at most ~16 lengths x 6 row counts it stays flat (results/serve_cpu.json). The extra rows and
-    positions are dropped from the logits."""
-    rows, length = input_ids.shape
-    want_length = min(max(length, max_seq_length), -(-length // SHAPE_MULTIPLE) * SHAPE_MULTIPLE)
-    want_rows = min(max(rows, batch_size), 1 << (rows - 1).bit_length())
-    if (want_rows, want_length) == (rows, length):
-        return input_ids
-    padded = np.full((want_rows, want_length), pad_id, dtype=input_ids.dtype)
-    padded[:rows, :length] = input_ids
-    return padded
+    """``input_ids`` padded to its :func:`shape_bucket`."""
+    return pad_to_shape(input_ids, pad_id, shape_bucket(*input_ids.shape, max_seq_length, batch_size))

@@ -2,29 +2,62 @@
 decoding, spans and entities (with scores) from label ids."""
 import numpy as np
 
-from ner_ofa.features import collate, make_windows, pad_to_shape_bucket, window_owner
+from ner_ofa.features import SHAPES, collate, make_windows, pad_to_shape, shape_bucket, window_owner
 
 
-def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list=None):
+def predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list=None, shapes="buckets"):
     """Label ids for every character of every sequence (lists of char ids), windowing long ones.
 
     ``logits_fn(input_ids: np.ndarray[int64, B x L]) -> np.ndarray[B x L x C]``. Each character takes its
     log-probabilities from the window in which it lies farthest from an edge. With ``label_list`` (BIO names)
     the labels are the best sequence that is valid BIO (``constrained_decode``); without it, the per-character
-    argmax."""
-    labelling = Labelling(sequences, encoder, max_seq_length)
+    argmax. ``shapes``: see :class:`Labelling`."""
+    labelling = Labelling(sequences, encoder, max_seq_length, shapes)
     while labelling.remaining():
         labelling.score_next(logits_fn, batch_size)
     return labelling.label_ids(label_list)
 
 
+CALL_COST_TOKENS = 64  # what one more model call costs, in tokens: plan_batches trades it against padding
+
+
+def plan_batches(lengths, padded_rows, call_cost=CALL_COST_TOKENS):
+    """Cut windows of ascending (padded) ``lengths`` into consecutive batches of at most ``len(padded_rows)``, the
+    cuts that minimise the tokens run -- ``padded_rows[r - 1]`` (the rows a batch of r windows is padded to) x its
+    last window's length, summed -- plus ``call_cost`` per batch: a dynamic programme over where each batch
+    starts. Returns the batch sizes in order.
+
+    Fixed batches of ``batch_size`` pad the short windows of a batch to its longest one; here a batch ends where
+    the windows start to grow faster than a new call costs."""
+    padded_rows = np.asarray(padded_rows)
+    n = len(lengths)
+    best = np.zeros(n + 1)
+    size_of = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        count = min(len(padded_rows), end)  # the batch ending at ``end`` holds 1..count windows
+        cost = best[end - 1::-1][:count] + call_cost + padded_rows[:count] * lengths[end - 1]
+        pick = int(cost.argmin())
+        best[end], size_of[end] = cost[pick], pick + 1
+    sizes, end = [], n
+    while end:
+        sizes.append(int(size_of[end]))
+        end -= sizes[-1]
+    return sizes[::-1]
+
+
 class Labelling:
     """The labelling of some sequences, one model call at a time: their windows, shortest first, are scored in
     batches of at most ``batch_size`` by :meth:`score_next` -- so a caller can interleave several labellings --
-    and :meth:`label_ids` assembles each character's scores from the window where it lies farthest from an edge."""
+    and :meth:`label_ids` assembles each character's scores from the window where it lies farthest from an edge.
 
-    def __init__(self, sequences, encoder, max_seq_length):
-        self.sequences, self.encoder, self.max_seq_length = sequences, encoder, max_seq_length
+    The batches are those of :func:`plan_batches`. ``shapes="buckets"`` pads each call to a
+    :func:`~ner_ofa.features.shape_bucket` (Paddle Inference keeps kernels per shape); ``"exact"`` runs it as it is
+    (ONNX Runtime, dygraph). The padding is masked: it changes no fp32 label."""
+
+    def __init__(self, sequences, encoder, max_seq_length, shapes="buckets"):
+        if shapes not in SHAPES:
+            raise ValueError(f"shapes must be one of {SHAPES}, got {shapes!r}")
+        self.sequences, self.encoder, self.max_seq_length, self.shapes = sequences, encoder, max_seq_length, shapes
         size = max_seq_length - 2
         self.items = []  # (sequence index, window index, start, end)
         self.owners = []
@@ -36,21 +69,32 @@ class Labelling:
         self.next = 0
         self.window_scores = {}
         self.num_classes = 1
+        self.plan = None  # (batch size, the planned batch sizes left, last first): see score_next
 
     def remaining(self):
         """Windows not scored yet."""
         return len(self.items) - self.next
 
+    def shape_of(self, rows, length, batch_size):
+        if self.shapes == "exact":
+            return rows, length
+        return shape_bucket(rows, length, self.max_seq_length, batch_size)
+
     def score_next(self, logits_fn, batch_size):
-        """Score the next (at most ``batch_size``) windows in one model call."""
-        chunk = self.items[self.next:self.next + batch_size]
+        """Score the next planned batch (at most ``batch_size`` windows) in one model call; returns its size."""
+        if self.plan is None or self.plan[0] != batch_size:  # plan what is left for this batch size
+            lengths = [self.shape_of(1, end - start + 2, batch_size)[1] for _, _, start, end in self.items[self.next:]]
+            rows = [self.shape_of(r, 1, batch_size)[0] for r in range(1, batch_size + 1)]
+            self.plan = (batch_size, plan_batches(lengths, rows)[::-1])
+        chunk = self.items[self.next:self.next + self.plan[1].pop()]
         self.next += len(chunk)
         input_ids, _ = collate([(self.sequences[s][start:end], None) for s, _, start, end in chunk], self.encoder)
-        padded = pad_to_shape_bucket(input_ids, self.encoder.pad_id, self.max_seq_length, batch_size)
+        padded = pad_to_shape(input_ids, self.encoder.pad_id, self.shape_of(*input_ids.shape, batch_size))
         scores = log_softmax(np.asarray(logits_fn(padded), dtype=np.float32)[:len(chunk), :input_ids.shape[1]])
         self.num_classes = scores.shape[-1]
         for row, (s, w, start, end) in enumerate(chunk):
             self.window_scores[(s, w)] = scores[row, 1:end - start + 1]
+        return len(chunk)
 
     def label_ids(self, label_list=None):
         """Per sequence its label ids, once every window is scored (see :func:`predict_label_ids`)."""
@@ -129,13 +173,12 @@ def constrained_decode(score_list, label_list, max_cells=1 << 18):
             emit[row, :lengths[row]] = score_list[i]
         score = emit[:, 0] + start
         back = np.empty((len(idx), steps, n), dtype=np.int64)
-        back[:, 0] = np.arange(n)
+        back[:] = np.arange(n)  # past a sequence's end: keep its last tag
         for t in range(1, steps):
-            cand = score[:, :, None] + trans  # previous tag x next tag
-            best = cand.argmax(1)
-            active = (t < lengths)[:, None]
-            score = np.where(active, np.take_along_axis(cand, best[:, None, :], 1)[:, 0] + emit[:, t], score)
-            back[:, t] = np.where(active, best, np.arange(n))  # past a sequence's end: keep its last tag
+            first = int(np.searchsorted(lengths, t, side="right"))  # lengths ascend: rows first.. are still running
+            cand = score[first:, :, None] + trans  # previous tag x next tag
+            back[first:, t] = cand.argmax(1)
+            score[first:] = cand.max(1) + emit[first:, t]
         path = np.empty((len(idx), steps), dtype=np.int64)
         path[:, -1] = score.argmax(1)
         rows = np.arange(len(idx))
@@ -159,10 +202,10 @@ def spans_from_labels(labels):
     return spans
 
 
-def predict_entities(logits_fn, texts, encoder, label_list, max_seq_length, batch_size):
+def predict_entities(logits_fn, texts, encoder, label_list, max_seq_length, batch_size, shapes="buckets"):
     """Texts → per text a list of {'type', 'text', 'start', 'end', 'score'} with character offsets into the text
-    (see :func:`entities_from_label_ids` for the score)."""
-    labelling = Labelling([encoder.encode(list(text)) for text in texts], encoder, max_seq_length)
+    (see :func:`entities_from_label_ids` for the score; ``shapes``: see :class:`Labelling`)."""
+    labelling = Labelling([encoder.encode(list(text)) for text in texts], encoder, max_seq_length, shapes)
     while labelling.remaining():
         labelling.score_next(logits_fn, batch_size)
     preds = labelling.label_ids(label_list)
@@ -175,7 +218,7 @@ SCORE_DIGITS = 4
 def entity_score(char_probs):
     """An entity's score: the mean, over its characters, of the probability the model gives the label each got
     (B-X, I-X ...), rounded to 4 digits; in [0, 1]. It is not a calibrated probability that the span is right."""
-    return round(float(np.mean(char_probs)), SCORE_DIGITS)
+    return round(float(char_probs.mean()), SCORE_DIGITS)
 
 
 def entities_from_label_ids(texts, preds, label_list, probs=None):

@@ -69,9 +69,11 @@ class NerPredictor:
         self.max_seq_length = max_seq_length or self.model_info.get("max_seq_length", 128)
         cli.check_max_seq_length(self.max_seq_length, self.model_info)
         self.batch_size = batch_size
+        # ONNX Runtime keeps no kernels per input shape: its calls run unpadded (see ner_ofa.labelling.Labelling)
+        self.shapes = "exact" if self.model_info.get("kind") == "onnx" else "buckets"
 
     def __call__(self, texts):
         if isinstance(texts, str):
             return self([texts])[0]
         return predict_entities(self.logits_fn, list(texts), self.encoder, self.labels, self.max_seq_length,
-                                      self.batch_size)
+                                self.batch_size, self.shapes)

@@ -6,6 +6,8 @@ import platform
 import statistics
 import time
 
+import numpy as np
+
 from ner_ofa.data import label_list_from
 from ner_ofa.labelling import predict_entities
 from ner_ofa.scoring import chunk_scores
@@ -46,11 +48,36 @@ def hardware():
             f"Python {platform.python_version()}")
 
 
-def labeller(logits_fn, encoder, labels, max_seq_length, batch_size):
-    """texts -> entities per text, the way predict.py does it, for one of our models."""
-    def label(texts):
-        return predict_entities(logits_fn, texts, encoder, labels, max_seq_length, batch_size)
+class Meter:
+    """A logits function that counts what it runs: calls, seconds inside it, tokens run and the real ones (not
+    [PAD]: characters, [CLS] and [SEP]). Time outside the model is a labelling's time less ``seconds``."""
 
+    def __init__(self, logits_fn, pad_id):
+        self.logits_fn, self.pad_id = logits_fn, pad_id
+        self.reset()
+
+    def reset(self):
+        self.calls, self.seconds, self.tokens, self.real_tokens = 0, 0.0, 0, 0
+
+    def __call__(self, input_ids):
+        start = time.perf_counter()
+        logits = self.logits_fn(input_ids)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.tokens += input_ids.size
+        self.real_tokens += int(np.count_nonzero(input_ids != self.pad_id))
+        return logits
+
+
+def labeller(logits_fn, encoder, labels, max_seq_length, batch_size, shapes="buckets"):
+    """texts -> entities per text, the way predict.py does it, for one of our models; its model calls are
+    counted by ``label.meter`` (a :class:`Meter`)."""
+    meter = Meter(logits_fn, encoder.pad_id)
+
+    def label(texts):
+        return predict_entities(meter, texts, encoder, labels, max_seq_length, batch_size, shapes)
+
+    label.meter = meter
     return label
 
 
@@ -103,31 +130,54 @@ def scores_of(label, examples):
 
 
 def time_models(labellers, texts, repeats):
-    """``labellers``: texts -> entities functions. Returns the median seconds per model. Logs a line per pass
-    (a warm-up, then ``repeats`` interleaved rounds) with the elapsed time and an ETA."""
-    times = [[] for _ in labellers]
+    """``labellers``: texts -> entities functions. Returns the median seconds per model (see
+    :func:`time_models_detailed`)."""
+    return [row["seconds"] for row in time_models_detailed(labellers, texts, repeats)]
+
+
+def time_models_detailed(labellers, texts, repeats):
+    """Per model, the median seconds of ``repeats`` interleaved rounds after a warm-up, and for those with a
+    ``meter`` (:class:`Meter`) the median seconds inside and outside the model and the tokens one pass runs.
+    Logs a line per pass with the elapsed time and an ETA."""
+    runs = [[] for _ in labellers]
     passes, done, started = len(labellers) * (1 + repeats), 0, time.perf_counter()
     for round_index in range(1 + repeats):  # round 0 is the warm-up, not timed
         for k, label in enumerate(labellers):
+            meter = getattr(label, "meter", None)
+            if meter is not None:
+                meter.reset()
             start = time.perf_counter()
             label(texts)
             seconds = time.perf_counter() - start
             if round_index:
-                times[k].append(seconds)
+                runs[k].append((seconds, meter.seconds if meter else None))
             done += 1
             elapsed = time.perf_counter() - started
             logger.info("timing %s, model %d/%d: %.2f s | %d/%d passes, elapsed %s, ETA %s",
                         f"round {round_index}/{repeats}" if round_index else "warm-up", k + 1, len(labellers), seconds,
                         done, passes, hours_minutes_seconds(elapsed),
                         hours_minutes_seconds(elapsed / done * (passes - done)))
-    return [round(statistics.median(t), 4) for t in times]
+    results = []
+    for label, rounds in zip(labellers, runs):
+        row = {"seconds": round(statistics.median(total for total, _ in rounds), 4)}
+        meter = getattr(label, "meter", None)
+        if meter is not None:
+            row.update(model_seconds=round(statistics.median(model for _, model in rounds), 4),
+                       outside_model_seconds=round(statistics.median(total - model for total, model in rounds), 4),
+                       model_calls=meter.calls, tokens_run=meter.tokens, real_tokens=meter.real_tokens,
+                       real_token_share=round(meter.real_tokens / max(1, meter.tokens), 4))
+        results.append(row)
+    return results
 
 
 def load_static(static_dir, threads, max_seq_length, batch_size):
-    """texts -> entities with a static export, through the API predict.py uses."""
+    """texts -> entities with a static export (or an INT8 directory), through the API predict.py uses; its
+    model calls are counted by ``.meter`` (a :class:`Meter`)."""
     from ner_ofa import NerPredictor
 
-    return NerPredictor(static_dir, threads=threads, max_seq_length=max_seq_length, batch_size=batch_size)
+    predictor = NerPredictor(static_dir, threads=threads, max_seq_length=max_seq_length, batch_size=batch_size)
+    predictor.meter = predictor.logits_fn = Meter(predictor.logits_fn, predictor.encoder.pad_id)
+    return predictor
 
 
 def time_static_models(prefixes, texts, threads, max_seq_length, batch_size, repeats):

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from ner_ofa.labelling import constrained_decode, decode_chunks, log_softmax, predict_label_ids, spans_from_labels
+from ner_ofa.labelling import constrained_decode, decode_chunks, log_softmax, plan_batches, predict_label_ids, \
+    spans_from_labels
 from ner_ofa.scoring import chunk_scores, evaluate
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -181,9 +182,11 @@ def test_decode_memory_is_bounded_by_characters_not_sequences():
     assert [p.tolist() for p in small] == [p.tolist() for p in one_block]
 
 
-def test_model_calls_use_few_shapes_and_padding_changes_no_label():
-    """Every model call gets one of a few (rows, length) shapes -- Paddle Inference's per-shape oneDNN caches then
-    stay bounded in a long-lived server -- and the padding added for that changes no label: a real (tiny, random)
+@pytest.mark.parametrize("shapes", ["buckets", "exact"])
+def test_model_calls_use_few_shapes_and_padding_changes_no_label(shapes):
+    """With ``shapes="buckets"`` every model call gets one of a few (rows, length) shapes -- Paddle Inference's
+    per-shape oneDNN caches then stay bounded in a long-lived server; with "exact" (ONNX Runtime) a call is as long
+    as its longest window and has no padded rows. Either way the padding changes no label: a real (tiny, random)
     BERT, whose every output depends on every unmasked input, labels each text as when each of its windows runs
     alone, unpadded. (A fake model that ignored padding made this unable to fail.)"""
     from conftest import tiny_model
@@ -199,10 +202,11 @@ def test_model_calls_use_few_shapes_and_padding_changes_no_label():
         if len(param.shape) >= 2:
             param.set_value(rng.normal(0, 0.4, param.shape).astype("float32"))
     model = backends.dynamic_logits_fn(bert)
-    shapes = []
+    calls, inputs = [], []
 
     def logits_fn(input_ids):
-        shapes.append(input_ids.shape)
+        calls.append(input_ids.shape)
+        inputs.append(input_ids)
         return model(input_ids)
 
     def unpadded(input_ids):  # each row alone, cut after its [SEP]: no padding at all
@@ -214,10 +218,73 @@ def test_model_calls_use_few_shapes_and_padding_changes_no_label():
 
     rng = np.random.RandomState(3)
     sequences = [rng.randint(3, 60, size=n).tolist() for n in rng.randint(1, 150, size=40)]
-    labels = predict_label_ids(logits_fn, sequences, E, max_seq_length=64, batch_size=16, label_list=LABELS)
-    assert {rows for rows, _ in shapes} <= {1, 2, 4, 8, 16}
-    assert all(length % 8 == 0 or length == 64 for _, length in shapes)
-    assert len(set(shapes)) < len(shapes)
+    labels = predict_label_ids(logits_fn, sequences, E, max_seq_length=64, batch_size=16, label_list=LABELS,
+                               shapes=shapes)
+    if shapes == "buckets":
+        assert {rows for rows, _ in calls} <= {1, 2, 4, 8, 16}
+        assert all(length % 8 == 0 or length == 64 for _, length in calls)
+        assert len(set(calls)) < len(calls)
+    else:
+        assert all(not (ids == E.pad_id).all(-1).any() for ids in inputs)  # no row all padding
+        assert all((ids[:, -1] != E.pad_id).any() for ids in inputs)  # as long as the longest window
     for ids, got in zip(sequences, labels):
         [alone] = predict_label_ids(unpadded, [ids], E, max_seq_length=64, batch_size=1, label_list=LABELS)
         assert got.tolist() == alone.tolist()
+
+
+def _batch_costs(lengths, sizes, padded_rows, call_cost):
+    cost, start = 0, 0
+    for size in sizes:
+        cost += call_cost + padded_rows[size - 1] * lengths[start + size - 1]
+        start += size
+    return cost
+
+
+def test_plan_batches_finds_the_cheapest_cuts():
+    """Against every way to cut the windows into consecutive batches, for exact rows and rows padded to a power of
+    two; and a case worked out by hand."""
+    import itertools
+
+    rng = np.random.RandomState(0)
+    for trial in range(60):
+        n, batch_size = rng.randint(1, 9), rng.randint(1, 5)
+        lengths = sorted(rng.randint(2, 40, size=n).tolist())
+        for padded_rows in (list(range(1, batch_size + 1)),
+                            [min(batch_size, 1 << (r - 1).bit_length()) for r in range(1, batch_size + 1)]):
+            call_cost = [0, 5, 64][trial % 3]
+            sizes = plan_batches(lengths, padded_rows, call_cost)
+            assert sum(sizes) == n and max(sizes) <= batch_size
+            best = min(_batch_costs(lengths, cuts, padded_rows, call_cost)
+                       for k in range(1, n + 1) for cuts in itertools.product(range(1, batch_size + 1), repeat=k)
+                       if sum(cuts) == n)
+            assert _batch_costs(lengths, sizes, padded_rows, call_cost) == best
+    # 4 short windows and 2 long ones: two calls (4 x 10 + 2 x 100 + 2 x 8 = 256) beat one (6 x 100 + 8 = 608)
+    # and three (4 x 10 + 100 + 100 + 3 x 8 = 264)
+    assert plan_batches([10, 10, 10, 10, 100, 100], [1, 2, 3, 4, 5, 6], call_cost=8) == [4, 2]
+
+
+def test_bench_workload_runs_at_least_90_percent_real_tokens():
+    """The 10,451-character latency workload: with the planned batches at least 90 % of the tokens run are real
+    (characters, [CLS], [SEP]) -- fixed batches of 32 ran 79 %."""
+    import os
+
+    bench = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "bench", "msra_test_10451_chars.txt")
+    vocab = os.path.join(os.path.dirname(bench), "..", "bert-base-chinese", "vocab.txt")
+    if not (os.path.isfile(bench) and os.path.isfile(vocab)):
+        pytest.skip("../shared/data/bench (the latency workload) or bert-base-chinese's vocab.txt is absent")
+    from ner_ofa.features import CharEncoder
+    from ner_ofa.labelling import predict_entities
+    from ner_ofa.timing import MSRA_LABELS, Meter, read_workload
+    from paddlenlp.transformers import BertTokenizer
+
+    encoder = CharEncoder(BertTokenizer(vocab))
+    texts = read_workload(bench)
+
+    def model(input_ids):
+        return np.zeros(input_ids.shape + (len(MSRA_LABELS),), dtype=np.float32)
+
+    for shapes, at_least in (("exact", 0.94), ("buckets", 0.90)):
+        meter = Meter(model, encoder.pad_id)
+        predict_entities(meter, texts, encoder, MSRA_LABELS, 128, 32, shapes)
+        assert meter.real_tokens == 11536  # the characters of every window (overlaps twice), [CLS], [SEP]
+        assert meter.real_tokens / meter.tokens >= at_least, (shapes, meter.real_tokens, meter.tokens)

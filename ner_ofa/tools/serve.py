@@ -148,10 +148,10 @@ class Job:
 class Group:
     """Jobs labelled together: one ``Labelling`` over all their texts."""
 
-    def __init__(self, jobs, encoder, max_seq_length):
+    def __init__(self, jobs, encoder, max_seq_length, shapes):
         self.jobs = jobs
         texts = [t for job in jobs for t in job.texts]
-        self.labelling = Labelling([encoder.encode(list(t)) for t in texts], encoder, max_seq_length)
+        self.labelling = Labelling([encoder.encode(list(t)) for t in texts], encoder, max_seq_length, shapes)
 
     def abandoned(self):
         return all(job.cancelled for job in self.jobs)
@@ -167,8 +167,8 @@ class FairLabeller:
     before their next call."""
 
     def __init__(self, logits_fn, encoder, labels, max_seq_length, batch_size, max_batch_texts=64, batch_wait=0.005,
-                 max_queue=256, max_queued_windows=None):
-        self.logits_fn, self.encoder, self.labels = logits_fn, encoder, labels
+                 max_queue=256, max_queued_windows=None, shapes="buckets"):
+        self.logits_fn, self.encoder, self.labels, self.shapes = logits_fn, encoder, labels, shapes
         self.max_seq_length, self.batch_size, self.max_batch_texts = max_seq_length, batch_size, max_batch_texts
         self.wait, self.max_queue = batch_wait, max_queue
         self.max_queued_windows = max_queued_windows if max_queued_windows is not None else float("inf")
@@ -231,14 +231,14 @@ class FairLabeller:
                 self.dropped += 1
                 self._finish(job, None)
             elif job.windows > self.batch_size:
-                large.append(Group([job], self.encoder, self.max_seq_length))
+                large.append(Group([job], self.encoder, self.max_seq_length, self.shapes))
             else:
                 if group and sum(len(j.texts) for j in group) + len(job.texts) > self.max_batch_texts:
-                    small.append(Group(group, self.encoder, self.max_seq_length))
+                    small.append(Group(group, self.encoder, self.max_seq_length, self.shapes))
                     group = []
                 group.append(job)
         if group:
-            small.append(Group(group, self.encoder, self.max_seq_length))
+            small.append(Group(group, self.encoder, self.max_seq_length, self.shapes))
 
     def _run(self):
         small, large = collections.deque(), collections.deque()
@@ -257,8 +257,7 @@ class FairLabeller:
             large_turn = not large_turn
             group = lane[0]
             try:
-                windows = min(self.batch_size, group.labelling.remaining())
-                group.labelling.score_next(self.logits_fn, self.batch_size)
+                windows = group.labelling.score_next(self.logits_fn, self.batch_size)
                 self.calls += 1
                 self.windows_scored += windows
                 if group.labelling.remaining():
@@ -292,7 +291,7 @@ def load_labeller(args):
     if max_queued is None:
         max_queued = 2 * args.max_texts * len(make_windows(args.max_text_chars, max_seq_length - 2))
     labeller = FairLabeller(ner.logits_fn, ner.encoder, ner.labels, max_seq_length, args.batch_size,
-                            args.max_batch_texts, args.batch_wait_ms / 1000.0, args.max_queue, max_queued)
+                            args.max_batch_texts, args.batch_wait_ms / 1000.0, args.max_queue, max_queued, ner.shapes)
     labeller.model_info = ner.model_info
     return labeller
 
