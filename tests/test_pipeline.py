@@ -11,6 +11,7 @@ from conftest import REPO, export_args, ofa_args, teacher_args
 import demo_data
 import export_model_msra_ner_ofa as export_stage
 from ner_ofa.tools import predict
+from ner_ofa import model_io
 import run_msra_ner
 import run_msra_ner_ofa
 from ner_ofa.data import read_ner_file, split_dev, write_ner_file
@@ -220,3 +221,27 @@ def test_int8_model_loads_and_labels_like_fp32(chain, tmp_path, capsys):
     assert int8[0] and all(text[e["start"]:e["end"]] == e["text"] for e in int8[0])
     with pytest.raises(cli.UserError, match="needs a quantize_model.py output directory"):
         predict.main(predict.parse_args(["--model_dir", static_dir, "--backend", "onnxruntime", "--text", text]))
+
+
+def test_deploy_path_before_after_compares_one_session(chain, tmp_path):
+    """scripts/deploy_path_before_after.py against HEAD itself: the same code on both sides gives the same
+    entities and runs the same tokens; the JSON has the fields docs/results.md quotes."""
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import deploy_path_before_after as compare
+
+    bench = tmp_path / "bench.txt"
+    bench.write_text("三月五日，王伟在北京的人民银行会见了李娜。\n" * 3 + "上海" * 100 + "\n", encoding="utf-8")
+    out = tmp_path / "deploy.json"
+    result = compare.main(compare.parse_args([
+        "--model_dir", os.path.join(chain["root"], "export", "static"), "--before", "HEAD", "--bench_file", str(bench),
+        "--data_file", os.path.join(chain["data_dir"], "test.tsv"), "--repeats", "1", "--output", str(out)]))
+    assert json.load(open(out, encoding="utf-8")) == json.loads(json.dumps(result))
+    assert result["same_entities_on_workload"] == {"texts": 4, "of": 4}
+    for key in ("tokens_run", "real_tokens", "model_calls"):
+        assert result["before"][key] == result["after"][key]
+    from ner_ofa.features import make_windows
+
+    size = model_io.read_model_info(os.path.join(chain["root"], "export", "static"))["max_seq_length"] - 2
+    windows = make_windows(200, size)
+    assert result["before"]["real_tokens"] == 3 * (21 + 2) + sum(e - s + 2 for s, e in windows) and len(windows) > 1
+    assert result["scores"]["before"] == result["scores"]["after"]
