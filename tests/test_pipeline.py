@@ -11,7 +11,6 @@ from conftest import REPO, export_args, ofa_args, teacher_args
 import demo_data
 import export_model_msra_ner_ofa as export_stage
 from ner_ofa.tools import predict
-from ner_ofa import model_io
 import run_msra_ner
 import run_msra_ner_ofa
 from ner_ofa.data import read_ner_file, split_dev, write_ner_file
