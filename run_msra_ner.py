@@ -33,7 +33,8 @@ class BestTeacher:
     def evaluate_and_keep_best(self, step, epoch):
         self.model.eval()
         scores = scoring.evaluate(backends.dynamic_logits_fn(self.model), self.data["dev"], self.encoder,
-                                self.data["labels"], self.args.max_seq_length, self.args.batch_size, self.ranks)
+                                self.data["labels"], self.args.max_seq_length, self.args.batch_size, self.ranks,
+                                shapes="exact")
         self.model.train()
         self.progress["curve"].append({"step": step, "epoch": round(epoch, 3), "dev": scores})
         for name in ("precision", "recall", "f1"):
@@ -110,7 +111,7 @@ def score_on_test(best_dir, data, encoder, args, ranks):
     model, _, _ = model_io.load_model_dir(best_dir, ["teacher"])
     model.eval()
     test = scoring.evaluate(backends.dynamic_logits_fn(model), data["test"], encoder, data["labels"],
-                            args.max_seq_length, args.batch_size, ranks)
+                            args.max_seq_length, args.batch_size, ranks, shapes="exact")
     if ranks.rank != 0:
         return test
     metrics_path = os.path.join(best_dir, "metrics.json")

@@ -185,7 +185,7 @@ class BestPerPair:
             name = self.pairs.name(width, depth)
             scores = scoring.evaluate(logits_at(self.ofa_model, width, depth), self.data["dev"], self.encoder,
                                       self.data["labels"], self.args.max_seq_length, self.args.batch_size,
-                                      self.ranks)
+                                      self.ranks, shapes="exact")
             dev_point[name] = scores["f1"]
             self.scalars.add(f"dev/f1_pair_{name}", scores["f1"], step)
             if scores["f1"] > self.progress["best"][name]["f1"]:
@@ -340,7 +340,7 @@ def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args, ran
     supernet.load_supernet_weights(ofa_model, paddle.load(os.path.join(path, model_io.WEIGHTS_NAME)))
     ofa_model.model.eval()
     test = scoring.evaluate(logits_at(ofa_model, width, depth), data["test"], encoder, data["labels"],
-                            args.max_seq_length, args.batch_size, ranks)
+                            args.max_seq_length, args.batch_size, ranks, shapes="exact")
     if ranks.rank == 0:
         metrics = model_io.read_json(os.path.join(path, "metrics.json"))
         model_io.write_json(os.path.join(path, "metrics.json"), dict(metrics, test=test))

@@ -43,15 +43,16 @@ def scores_from_counts(counts, label_list):
             "pred_chunks": int(counts[0]), "gold_chunks": int(counts[1]), "correct_chunks": int(counts[2])}
 
 
-def evaluate(logits_fn, examples, encoder, label_list, max_seq_length, batch_size, ranks=None):
+def evaluate(logits_fn, examples, encoder, label_list, max_seq_length, batch_size, ranks=None, shapes="buckets"):
     """Score every character of every sentence (long sentences in overlapping windows). ``ranks`` (a
     ``distributed.Ranks``, on every data-parallel process at once): each process labels its share of the
-    sentences and the chunk counts are summed, so every process gets the scores one process would."""
+    sentences and the chunk counts are summed, so every process gets the scores one process would. ``shapes``:
+    "exact" for a model without per-shape kernels (dygraph, ONNX Runtime), see ``labelling.Labelling``."""
     if ranks is not None:
         examples = ranks.shard(examples)
     label_to_id = {label: i for i, label in enumerate(label_list)}
     sequences = [encoder.encode(ex["chars"]) for ex in examples]
-    pred = predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list)
+    pred = predict_label_ids(logits_fn, sequences, encoder, max_seq_length, batch_size, label_list, shapes)
     gold = [[label_to_id[label] for label in ex["labels"]] for ex in examples]
     counts = chunk_counts(gold, pred, label_list) + [len(examples), sum(len(g) for g in gold)]
     if ranks is not None:

@@ -68,13 +68,14 @@ def main(args):
     if examples:
         encoder, labels = CharEncoder(tokenizer), model_info["labels"]
         scores, took = {}, None
-        for step, (name, fn) in enumerate((
-                ("fp32_paddle", backends.static_logits_fn(prefix, threads=args.threads, mkldnn=True)),
-                ("int8_onnxruntime", backends.onnx_logits_fn(int8, args.threads))), start=3):
+        for step, (name, fn, shapes) in enumerate((  # each with the shapes NerPredictor gives it
+                ("fp32_paddle", backends.static_logits_fn(prefix, threads=args.threads, mkldnn=True), "buckets"),
+                ("int8_onnxruntime", backends.onnx_logits_fn(int8, args.threads), "exact")), start=3):
             logger.info("%d/%d scoring %s on %d sentences of %s%s", step, steps, name, len(examples), args.data_file,
                         f" (fp32 took {took:.0f} s)" if took else "")
             start = time.perf_counter()
-            scores[name] = evaluate(fn, examples, encoder, labels, model_info["max_seq_length"], args.batch_size)
+            scores[name] = evaluate(fn, examples, encoder, labels, model_info["max_seq_length"], args.batch_size,
+                                    shapes=shapes)
             took = time.perf_counter() - start
         result["f1"] = {k: v["f1"] for k, v in scores.items()}
         result["f1_change_points"] = 100 * (scores["int8_onnxruntime"]["f1"] - scores["fp32_paddle"]["f1"])
