@@ -136,3 +136,23 @@ def test_resume_without_a_run_and_a_bad_budget_are_one_line(tiny_demo, tmp_path)
     assert not (tmp_path / "none").exists()
     with pytest.raises(SystemExit):
         compress_args(tiny_demo, tmp_path / "x", "--budget_minutes", "0")
+
+
+def test_a_budget_with_a_given_teacher_on_data_without_dev(tiny_demo, tmp_path):
+    """Data without dev.tsv (dev carved from train) and a teacher trained before on it: the probe's stage 2 must
+    score on that teacher's dev split (a smaller probe split made stage 2 refuse to start)."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.tsv", "test.tsv"):
+        shutil.copy(os.path.join(tiny_demo["data_dir"], name), data / name)
+    no_dev = dict(tiny_demo, data_dir=str(data))
+    compress.main(compress_args(no_dev, tmp_path / "first", "--teacher_steps", "12", "--ofa_steps", "8",
+                                "--depth_mult_list", "1.0"))
+    teacher = str(tmp_path / "first" / "teacher" / "model_best")
+    report = compress.main(compress_args(no_dev, tmp_path / "second", "--model_name_or_path", teacher,
+                                         "--budget_minutes", str(BUDGET_MINUTES), "--ofa_epochs", "500",
+                                         "--depth_mult_list", "1.0"))
+    assert report["plan"]["teacher"]["skipped"] and 10 <= report["plan"]["ofa"]["steps"], report["plan"]
+    assert report["within_budget"] and (tmp_path / "second" / "recommended").is_dir()

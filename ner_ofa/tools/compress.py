@@ -281,7 +281,9 @@ def probe(args, run, data, test_file, bench_texts, skip_teacher):
     write_ner_file(small_test, data["test"][:PROBE_TEST_SENTENCES])
     test_scale = characters(data["test"]) / max(1, characters(data["test"][:PROBE_TEST_SENTENCES]))
     dev_ratio, dev_scale = None, 1.0
-    if data["dev_split"]["from"] == "train" and args.dev_ratio > PROBE_DEV_RATIO:
+    # a smaller dev split for the probe's teacher and stage 2 -- not with a teacher given: stage 2 refuses a dev
+    # split other than the one that teacher was scored on
+    if not skip_teacher and data["dev_split"]["from"] == "train" and args.dev_ratio > PROBE_DEV_RATIO:
         dev_ratio = PROBE_DEV_RATIO
         dev_scale = characters(data["dev"]) / max(1, characters(load_splits(argparse.Namespace(
             **dict(vars(args), dev_ratio=dev_ratio)))["dev"]))
