@@ -121,20 +121,38 @@ def plan(budget_seconds, spent_seconds, measured, n_pairs, n_models, repeats, st
     return result
 
 
-def replan_stage_2(plan, budget_seconds, spent_seconds, measured, ofa_epochs, evaluations, fixed_ofa_steps=0):
+SPEED_RATIO_LIMITS = (0.5, 2.0)  # how far a stage-1 run may move stage 2's per-step estimate
+
+
+def step_seconds(timing):
+    """Seconds per step of a timing record (``training.timing_record`` or a probe's), the first step left out."""
+    return stage_costs(dict(timing, process_seconds=0.0))[0]
+
+
+def replan_stage_2(plan, budget_seconds, spent_seconds, measured, ofa_epochs, evaluations, fixed_ofa_steps=0,
+                   teacher_timing=None):
     """After stage 1, stage 2's steps again from the time actually left (stage 1 may have taken more or less than
-    planned); the plan's estimate of what follows stage 2 stays. Returns the updated plan."""
+    planned); the plan's estimate of what follows stage 2 stays. With ``teacher_timing`` (stage 1's own timing
+    record), stage 2's seconds per step are the probe's scaled by how much faster or slower stage 1's steps ran
+    than its probe's (within SPEED_RATIO_LIMITS): the probe's few steps on an idle or busy moment mislead both
+    stages alike. Returns the updated plan."""
     if fixed_ofa_steps > 0 or budget_seconds is None:
         return plan
     left = (budget_seconds - spent_seconds) * MARGIN - plan["after_ofa_seconds"]
     cap = max(1, math.ceil(ofa_epochs * plan["steps_per_epoch"]))
-    costs = stage_costs(measured["ofa"])
+    step, evaluation, fixed = stage_costs(measured["ofa"])
+    ratio = 1.0
+    if teacher_timing and teacher_timing.get("steps", 0) > 1 and "teacher" in measured:
+        ratio = step_seconds(teacher_timing) / step_seconds(measured["teacher"])
+        ratio = min(max(ratio, SPEED_RATIO_LIMITS[0]), SPEED_RATIO_LIMITS[1])
+    costs = (step * ratio, evaluation, fixed)
     steps = max(1, steps_within(costs, left, evaluations, cap))
     if steps == plan["ofa"]["steps"]:
         return plan
     ofa = dict(plan["ofa"], steps=steps, save_steps=save_steps_for(steps, evaluations),
                epochs=round(steps / plan["steps_per_epoch"], 2), seconds=round(stage_seconds(costs, steps, evaluations), 1),
-               planned_before_stage_1=plan["ofa"]["steps"])
+               seconds_per_step=round(costs[0], 3), planned_before_stage_1=plan["ofa"]["steps"],
+               stage_1_speed_ratio=round(ratio, 3))
     return dict(plan, ofa=ofa, after_teacher_seconds=round(ofa["seconds"] + plan["after_ofa_seconds"], 1))
 
 

@@ -31,6 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--procs", type=int, default=2, help="processes sharing the scoring")
     p.add_argument("--batch_size", type=int, default=16, help="windows per batch (the stages' per-process size)")
     p.add_argument("--max_seq_length", type=int, default=128, help="window length")
+    p.add_argument("--shapes", choices=["exact", "buckets"], default="exact",
+                   help="batches unpadded (what the stages' dygraph scoring runs) or padded to shape buckets")
     p.add_argument("--worker_output", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -44,7 +46,7 @@ def score(args, ranks):
     data = load_splits(argparse.Namespace(data_dir=args.data_dir, dev_ratio=0.1, seed=42), label_list=info["labels"])
     start = time.perf_counter()
     scores = scoring.evaluate(backends.dynamic_logits_fn(model), data[args.split], CharEncoder(tokenizer),
-                              info["labels"], args.max_seq_length, args.batch_size, ranks)
+                              info["labels"], args.max_seq_length, args.batch_size, ranks, shapes=args.shapes)
     return scores, time.perf_counter() - start
 
 
@@ -61,10 +63,11 @@ def main(args):
         out = os.path.join(tmp, "shared.json")
         cmd = [*distributed.launch_command(args.procs, os.path.join(tmp, "log")), os.path.abspath(__file__),
                "--model_dir", args.model_dir, "--data_dir", args.data_dir, "--split", args.split, "--batch_size",
-               str(args.batch_size), "--max_seq_length", str(args.max_seq_length), "--worker_output", out]
+               str(args.batch_size), "--max_seq_length", str(args.max_seq_length), "--shapes", args.shapes,
+               "--worker_output", out]
         subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
         shared = model_io.read_json(out)
-    result = {"split": args.split, "sentences": alone["sentences"], "hardware": timing.hardware(),
+    result = {"split": args.split, "shapes": args.shapes, "sentences": alone["sentences"], "hardware": timing.hardware(),
               "one_process_seconds": round(alone_seconds, 2), f"{args.procs}_processes_seconds": shared["seconds"],
               "speed_up": round(alone_seconds / shared["seconds"], 2), "same_scores": alone == shared["scores"],
               "f1": alone["f1"]}

@@ -73,6 +73,28 @@ def test_stage_2_is_planned_again_from_the_time_stage_1_left():
     assert planner.replan_stage_2(plan, 3600.0, 1655, MEASURED, 20, 8, fixed_ofa_steps=831) is plan
 
 
+def test_stage_2_steps_follow_how_fast_stage_1_ran_against_its_probe():
+    """Stage 1's steps ran at half (then 1.5 times) its probe's 1 s: stage 2's 2 s a step become 1 s (3 s), within
+    the 1,708.4 s left -- 60 s fixed and 8 evaluations of 20 s: (1708.4 - 220) // 1 = 1488, // 3 = 496; a ratio
+    beyond SPEED_RATIO_LIMITS counts as the limit."""
+    plan = make_plan()
+
+    def teacher_ran(per_step):  # 100 steps after a 5 s first one
+        return {"steps": 100, "step_seconds": 5.0 + 99 * per_step, "first_step_seconds": 5.0, "evaluations": 8,
+                "evaluation_seconds": 80.0}
+
+    spent = 100 + 1255 + 300
+    faster = planner.replan_stage_2(plan, 3600.0, spent, MEASURED, 20, 8, teacher_timing=teacher_ran(0.5))
+    assert faster["ofa"]["steps"] == 1488 and faster["ofa"]["stage_1_speed_ratio"] == 0.5
+    assert faster["ofa"]["seconds_per_step"] == 1.0
+    slower = planner.replan_stage_2(plan, 3600.0, spent, MEASURED, 20, 8, teacher_timing=teacher_ran(1.5))
+    assert slower["ofa"]["steps"] == 496
+    clamped = planner.replan_stage_2(plan, 3600.0, spent, MEASURED, 20, 8, teacher_timing=teacher_ran(0.1))
+    assert clamped["ofa"]["steps"] == 1488 and clamped["ofa"]["stage_1_speed_ratio"] == 0.5
+    # no stage 1 run (a given teacher): the probe's speed, as before
+    assert planner.replan_stage_2(plan, 3600.0, spent, MEASURED, 20, 8, teacher_timing=None)["ofa"]["steps"] == 744
+
+
 def test_a_budget_too_small_is_one_line_with_what_it_needs():
     with pytest.raises(UserError, match=r"--budget_minutes 4 is too small .* about \d+ minutes"):
         make_plan(budget=240.0)

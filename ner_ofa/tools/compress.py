@@ -374,10 +374,11 @@ def main(args):
             run.record("teacher", {k: result[k] for k in ("best_step", "best_dev_f1", "test", "timing", "curve")},
                        seconds)
     if args.budget_minutes is not None and not run.done("ofa") and run.done("probe"):
-        # stage 1 may have taken more or less than planned: stage 2 gets the time actually left
+        # stage 1 may have taken more or less than planned: stage 2 gets the time actually left, at the speed
+        # stage 1's steps showed against its probe
         replanned = planner.replan_stage_2(plan, args.budget_minutes * 60, run.elapsed(),
                                            run.done("probe")["result"], args.ofa_epochs, args.evaluations,
-                                           args.ofa_steps)
+                                           args.ofa_steps, (run.done("teacher") or {}).get("result", {}).get("timing"))
         if replanned is not plan:
             logger.info("compress: stage 2 replanned from %d to %d steps (stage 1 took %.0f s, planned %.0f s)",
                         plan["ofa"]["steps"], replanned["ofa"]["steps"], run.done("teacher")["seconds"]
