@@ -156,5 +156,5 @@ def test_a_budget_with_a_given_teacher_on_data_without_dev(tiny_demo, tmp_path):
                                          "--depth_mult_list", "1.0"))
     assert report["plan"]["teacher"]["skipped"] and 10 <= report["plan"]["ofa"]["steps"], report["plan"]
     # ending within the budget is test_a_budgeted_run_ends_within_it_and_writes_everything's to check: this run once
-    # ended 0.3 s past its 4 minutes (stage 2 stopped at --stop_at), which is not what this test is about
+    # ended less than a second past its 4 minutes (stage 2 stopped at --stop_at), not what this test is about
     assert (tmp_path / "second" / "recommended").is_dir() and report["total_seconds"] <= BUDGET_MINUTES * 60 + 30
