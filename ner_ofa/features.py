@@ -118,8 +118,3 @@ def pad_to_shape(input_ids, pad_id, shape):
     padded = np.full(shape, pad_id, dtype=input_ids.dtype)
     padded[:input_ids.shape[0], :input_ids.shape[1]] = input_ids
     return padded
-
-
-def pad_to_shape_bucket(input_ids, pad_id, max_seq_length, batch_size):
-    """``input_ids`` padded to its :func:`shape_bucket`."""
-    return pad_to_shape(input_ids, pad_id, shape_bucket(*input_ids.shape, max_seq_length, batch_size))
