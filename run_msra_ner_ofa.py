@@ -84,7 +84,7 @@ class Pairs:
 def distill_loss(student_out, teacher_out, mask, args, kept):
     """Soft cross-entropy on the characters' logits plus MSE on the hidden states: the student's embeddings and
     each of its layers against the teacher's embeddings and the same layers (``kept``: the teacher layers the
-    student's depth keeps)."""
+    student's depth keeps); with ``--depth_rep_target last`` the student's last layer matches the teacher's last."""
     import paddle
     import paddle.nn.functional as F
 
@@ -95,7 +95,10 @@ def distill_loss(student_out, teacher_out, mask, args, kept):
 
     s_logits, t_logits = take(student_out.logits), take(teacher_out.logits)
     logit_loss = paddle.mean(paddle.sum(-F.softmax(t_logits, axis=-1) * F.log_softmax(s_logits, axis=-1), axis=-1))
-    teacher_states = [teacher_out.hidden_states[0]] + [teacher_out.hidden_states[k + 1] for k in kept]
+    targets = list(kept)
+    if getattr(args, "depth_rep_target", "kept") == "last":
+        targets[-1] = len(teacher_out.hidden_states) - 2
+    teacher_states = [teacher_out.hidden_states[0]] + [teacher_out.hidden_states[k + 1] for k in targets]
     rep_losses = [F.mse_loss(take(s), take(t)) for s, t in zip(student_out.hidden_states, teacher_states)]
     rep_loss = paddle.add_n(rep_losses) / len(rep_losses)
     return args.lambda_logit * logit_loss + args.lambda_rep * rep_loss, float(logit_loss), float(rep_loss)
@@ -258,6 +261,7 @@ def main(args):
         reorder_by_importance(student, data["dev"], encoder, label_list, args, distributed.Ranks(rank, world_size))
 
     # 2. the supernet, and the run that distils it
+    student.bert.embeddings.word_embeddings.weight.stop_gradient = args.freeze_word_embeddings
     ofa_model = supernet.build_supernet(student, widths, data_parallel=world_size > 1,
                                         unused_parameters=len(depths) > 1)
     for width in widths:

@@ -196,9 +196,16 @@ def check_max_seq_length(max_seq_length, config=None):
 
 
 def add_distillation_args(parser):
-    """Stage 2's loss weights (also passed through by scripts/benchmark_msra_cpu.py)."""
+    """Stage 2's distillation recipe (compress and scripts/benchmark_msra_cpu.py pass the same flags on)."""
     parser.add_argument("--lambda_logit", type=float, default=1.0, help="weight of the logit distillation loss")
     parser.add_argument("--lambda_rep", type=float, default=0.1, help="weight of the hidden-state distillation loss")
+    parser.add_argument("--depth_rep_target", choices=["kept", "last"], default="kept",
+                        help="which teacher layer the last layer of a shallower student is distilled towards: "
+                             "'kept' (the layer it is, DynaBERT's rule) or 'last' (the teacher's last layer, whose "
+                             "output the classifier reads); the other layers always match the layer they are")
+    parser.add_argument("--freeze_word_embeddings", action="store_true",
+                        help="keep the teacher's word embeddings fixed in stage 2: no gradient, all-reduce or AdamW "
+                             "update for the vocabulary table (the largest matrix of a small BERT)")
 
 
 def validate_common_args(args):

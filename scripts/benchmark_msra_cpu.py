@@ -170,7 +170,9 @@ def main(args):
             "--teacher_lr", str(args.teacher_lr), "--teacher_epochs", str(args.teacher_epochs),
             "--teacher_steps", str(args.teacher_steps), "--ofa_lr", str(args.ofa_lr), "--ofa_epochs",
             str(args.ofa_epochs), "--ofa_steps", str(args.ofa_steps), "--lambda_logit", str(args.lambda_logit),
-            "--lambda_rep", str(args.lambda_rep), "--evaluations", str(args.evaluations), "--procs", str(args.procs),
+            "--lambda_rep", str(args.lambda_rep), "--depth_rep_target", args.depth_rep_target,
+            *(["--freeze_word_embeddings"] if args.freeze_word_embeddings else []),
+            "--evaluations", str(args.evaluations), "--procs", str(args.procs),
             "--bench_file", args.bench_file, "--threads", str(args.threads), "--repeats", str(args.repeats)]
     if args.budget_minutes:
         argv += ["--budget_minutes", str(args.budget_minutes)]
@@ -194,7 +196,8 @@ def main(args):
         "teacher_config": {k: config.get(k) for k in model_io.BERT_CONFIG_FIELDS},
         "schedule": {k: getattr(args, k) for k in ("teacher", "max_seq_length", "batch_size", "teacher_lr",
                                                    "teacher_epochs", "teacher_steps", "ofa_lr", "ofa_epochs",
-                                                   "ofa_steps", "lambda_logit", "lambda_rep", "evaluations",
+                                                   "ofa_steps", "lambda_logit", "lambda_rep", "depth_rep_target",
+                                                   "freeze_word_embeddings", "evaluations",
                                                    "budget_minutes", "seed", "width_mult_list", "depth_mult_list",
                                                    "pairs_per_step", "procs")},
         "plan": report["plan"], "planned_against_actual": report["planned_against_actual"],

@@ -82,3 +82,34 @@ def test_a_failing_stage_is_one_line_naming_its_log(tmp_path):
     with pytest.raises(cli.UserError, match=r"^quantize_model failed \(exit code 2\): see its log above$"):
         stages.run_stage("quantize_model.py", ["--model_dir", str(tmp_path / "none"), "--output_dir",
                                                str(tmp_path / "out")], str(tmp_path / "out" / "quantization.json"))
+
+
+def test_stage2_variants_run_each_recipe_once_and_table_them(trained, tmp_path):
+    """scripts/stage2_variants.py: every variant is stage 2 with the shared options and its own flags last; the JSON
+    has each pair's dev and test F1 per variant; a second call reads finished variants instead of rerunning them."""
+    import pytest
+
+    import stage2_variants as study
+
+    argv = ["--teacher_dir", trained["teacher"], "--data_dir", trained["data_dir"], "--work_dir", str(tmp_path / "w"),
+            "--results", str(tmp_path / "r.json"), "--max_steps", "2", "--save_steps", "2", "--procs", "1",
+            "--width_mult_list", "1.0", "0.5", "--depth_mult_list", "1.0", "0.5", "--batch_size", "8",
+            "--variant", "base=", "--variant", "last=--depth_rep_target last --lambda_rep 1.0"]
+    args = study.parse_args(argv)
+    assert args.variants == {"base": [], "last": ["--depth_rep_target", "last", "--lambda_rep", "1.0"]}
+    stage_argv = study.variant_argv(args, "last", args.variants["last"])
+    assert stage_argv[-4:] == ["--depth_rep_target", "last", "--lambda_rep", "1.0"]
+    results = study.main(args)
+    assert sorted(results["variants"]) == ["base", "last"]
+    for name in ("base", "last"):
+        summary = model_io.read_json(str(tmp_path / "w" / name / "summary.json"))
+        assert results["variants"][name]["pairs"]["0.5_0.5"]["test_f1"] == summary["pairs"]["0.5_0.5"]["test_f1"]
+        assert sorted(results["variants"][name]["pairs"]) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
+    stage_args = model_io.read_json(str(tmp_path / "w" / "last" / "args.json"))["args"]
+    assert (stage_args["depth_rep_target"], stage_args["lambda_rep"], stage_args["max_steps"]) == ("last", 1.0, 2)
+    assert model_io.read_json(str(tmp_path / "r.json")) == results
+    mtime = os.path.getmtime(str(tmp_path / "w" / "base" / "summary.json"))
+    assert study.main(args)["variants"]["base"]["pairs"] == results["variants"]["base"]["pairs"]
+    assert os.path.getmtime(str(tmp_path / "w" / "base" / "summary.json")) == mtime
+    with pytest.raises(SystemExit):
+        study.parse_args(argv + ["--variant", "base=--lambda_rep 0"])  # a name used twice

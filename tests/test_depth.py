@@ -193,3 +193,47 @@ def test_dynabert_second_phase_refuses_what_it_cannot_use(trained, tmp_path):
         with pytest.raises(cli.UserError, match=message):
             run_msra_ner_ofa.main(ofa_args(trained["data_dir"], source, str(out), "--max_steps", "2", *extra))
         assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["kept", "last"])
+def test_depth_rep_target_picks_the_teacher_layer_a_shallow_student_matches(target):
+    """A 2-of-4-layer student (layers 0, 2) is distilled towards teacher layers 0 and 2 ('kept') or 0 and 3
+    ('last'): the student's states equal exactly those teacher states, so that choice's hidden-state loss is 0."""
+    import argparse
+
+    import paddle
+
+    rng = np.random.RandomState(0)
+    teacher_states = [paddle.to_tensor(rng.randn(1, 3, 4).astype("float32")) for _ in range(5)]  # embeddings + 4
+    logits = paddle.to_tensor(rng.randn(1, 3, 2).astype("float32"))
+    matched = [0, 1, 3] if target == "kept" else [0, 1, 4]
+    student = argparse.Namespace(logits=logits, hidden_states=[teacher_states[k] for k in matched])
+    teacher = argparse.Namespace(logits=logits, hidden_states=teacher_states)
+    mask = paddle.to_tensor(np.array([[True, True, False]]))
+    for args_target, expect_zero in ((target, True), ({"kept": "last", "last": "kept"}[target], False)):
+        args = argparse.Namespace(lambda_logit=1.0, lambda_rep=1.0, depth_rep_target=args_target)
+        _, _, rep = run_msra_ner_ofa.distill_loss(student, teacher, mask, args, kept=[0, 2])
+        assert (rep == 0.0) == expect_zero, (args_target, rep)
+    # at full depth the two choices are the same
+    full = argparse.Namespace(logits=logits, hidden_states=teacher_states)
+    for args_target in ("kept", "last"):
+        args = argparse.Namespace(lambda_logit=1.0, lambda_rep=1.0, depth_rep_target=args_target)
+        assert run_msra_ner_ofa.distill_loss(full, teacher, mask, args, kept=[0, 1, 2, 3])[2] == 0.0
+
+
+def test_frozen_word_embeddings_stay_the_teachers(trained, tmp_path):
+    """--freeze_word_embeddings: every pair's saved supernet has the teacher's vocabulary table exactly, while
+    the rest of the encoder trained (and without the flag the table moves too)."""
+    teacher, _, _ = model_io.load_model_dir(trained["teacher"], ["teacher"])
+    before = teacher.bert.embeddings.word_embeddings.weight.numpy()
+    before_query = teacher.bert.encoder.layers[0].self_attn.q_proj.weight.numpy()
+    for frozen in (True, False):
+        out = tmp_path / f"frozen_{frozen}"
+        run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["teacher"], str(out), "--max_steps", "3",
+                                       "--save_steps", "3", *(["--freeze_word_embeddings"] if frozen else [])))
+        model, _, _ = model_io.load_model_dir(str(out / "model_1.0"), ["supernet"])
+        table = model.bert.embeddings.word_embeddings.weight.numpy()
+        assert np.array_equal(table, before) == frozen
+        # a trained query projection (reordered by importance, so compare sorted values)
+        query = model.bert.encoder.layers[0].self_attn.q_proj.weight.numpy()
+        assert not np.allclose(np.sort(query, axis=None), np.sort(before_query, axis=None))
