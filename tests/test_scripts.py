@@ -157,3 +157,18 @@ def test_run_teacher_keeps_the_users_cuda_visible_devices(tmp_path):
         proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "run_teacher.sh")], capture_output=True,
                               text=True, timeout=60, env=run_env, cwd=REPO)
         assert proc.returncode == 0 and proc.stdout.strip() == f"devices=[{seen}]", (chosen, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize("vendor, expected", [("AuthenticAMD", "5"), ("GenuineIntel", "unset")])
+def test_msra_driver_script_sets_mkl_cpu_type_on_amd_only(tmp_path, vendor, expected):
+    """MKL_DEBUG_CPU_TYPE=5 speeds Paddle's MKL up on AMD and slows it down on an Intel CPU with AVX-512."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\n", encoding="utf-8")
+    fake_python = tmp_path / "python"
+    fake_python.write_text('#!/bin/bash\necho "MKL=${MKL_DEBUG_CPU_TYPE:-unset}"\n', encoding="utf-8")
+    fake_python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "benchmark_msra_cpu.sh"), "--help"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**env, "CPUINFO": str(cpuinfo), "PYTHON": str(fake_python)})
+    assert proc.stdout.strip() == f"MKL={expected}", proc.stdout + proc.stderr
