@@ -5,6 +5,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from conftest import REPO
 
 from ner_ofa.data import load_splits, read_ner_file
@@ -59,16 +61,17 @@ def test_two_processes_agree_and_only_rank0_writes(tiny_demo, tmp_path):
     assert scores["f1"] == summary["test_f1"] and scores["gold_chunks"] > 0
 
 
-def test_two_processes_agree_at_every_depth(trained, tmp_path):
+@pytest.mark.parametrize("frozen", [[], ["--freeze_word_embeddings"]], ids=["trained", "frozen_embeddings"])
+def test_two_processes_agree_at_every_depth(trained, tmp_path, frozen):
     """Depth < 1 skips layers: their parameters get no gradient in that pass (DataParallel's unused parameters),
     and gradients of all but the last pair of a step are accumulated locally (no_sync). With 3 of the 4 (width,
     depth) pairs drawn a step, both processes must still end with the same weights, and rank 0's saves must be
-    what the pairs score."""
+    what the pairs score; also with the word embeddings frozen (a parameter without gradient)."""
     common = ["--data_dir", trained["data_dir"], "--max_seq_length", "48", "--batch_size", "8", "--logging_steps", "2",
               "--save_steps", "3"]
     sums, logs = launch("run_msra_ner_ofa.py", tmp_path / "log", "--model_name_or_path", trained["teacher"],
                         "--max_steps", "6", "--width_mult_list", "1.0", "0.5", "--depth_mult_list", "1.0", "0.5",
-                        "--pairs_per_step", "3", "--output_dir", str(tmp_path / "o"), *common)
+                        "--pairs_per_step", "3", "--output_dir", str(tmp_path / "o"), *common, *frozen)
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"] and sums["0"][0] == "6", sums
     summary = model_io.read_json(str(tmp_path / "o" / "summary.json"))["pairs"]
     assert sorted(summary) == ["0.5_0.5", "0.5_1.0", "1.0_0.5", "1.0_1.0"]
