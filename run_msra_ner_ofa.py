@@ -96,7 +96,7 @@ def distill_loss(student_out, teacher_out, mask, args, kept):
     s_logits, t_logits = take(student_out.logits), take(teacher_out.logits)
     logit_loss = paddle.mean(paddle.sum(-F.softmax(t_logits, axis=-1) * F.log_softmax(s_logits, axis=-1), axis=-1))
     targets = list(kept)
-    if getattr(args, "depth_rep_target", "kept") == "last":
+    if args.depth_rep_target == "last":
         targets[-1] = len(teacher_out.hidden_states) - 2
     teacher_states = [teacher_out.hidden_states[0]] + [teacher_out.hidden_states[k + 1] for k in targets]
     rep_losses = [F.mse_loss(take(s), take(t)) for s, t in zip(student_out.hidden_states, teacher_states)]

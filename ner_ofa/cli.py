@@ -208,6 +208,13 @@ def add_distillation_args(parser):
                              "update for the vocabulary table (the largest matrix of a small BERT)")
 
 
+def distillation_argv(args):
+    """The flags of :func:`add_distillation_args` as ``args`` holds them, for a program that starts stage 2."""
+    return ["--lambda_logit", str(args.lambda_logit), "--lambda_rep", str(args.lambda_rep),
+            "--depth_rep_target", args.depth_rep_target,
+            *(["--freeze_word_embeddings"] if args.freeze_word_embeddings else [])]
+
+
 def validate_common_args(args):
     check_max_seq_length(args.max_seq_length)
     if getattr(args, "batch_size", 1) <= 0:

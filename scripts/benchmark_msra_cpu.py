@@ -169,9 +169,7 @@ def main(args):
             *map(str, args.depth_mult_list), "--pairs_per_step", str(args.pairs_per_step),
             "--teacher_lr", str(args.teacher_lr), "--teacher_epochs", str(args.teacher_epochs),
             "--teacher_steps", str(args.teacher_steps), "--ofa_lr", str(args.ofa_lr), "--ofa_epochs",
-            str(args.ofa_epochs), "--ofa_steps", str(args.ofa_steps), "--lambda_logit", str(args.lambda_logit),
-            "--lambda_rep", str(args.lambda_rep), "--depth_rep_target", args.depth_rep_target,
-            *(["--freeze_word_embeddings"] if args.freeze_word_embeddings else []),
+            str(args.ofa_epochs), "--ofa_steps", str(args.ofa_steps), *cli.distillation_argv(args),
             "--evaluations", str(args.evaluations), "--procs", str(args.procs),
             "--bench_file", args.bench_file, "--threads", str(args.threads), "--repeats", str(args.repeats)]
     if args.budget_minutes:

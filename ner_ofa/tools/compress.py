@@ -199,11 +199,9 @@ def ofa_argv(args, teacher_dir, output_dir, steps, save_steps, logging_steps=100
     return ["--model_name_or_path", teacher_dir, "--output_dir", output_dir,
             "--learning_rate", str(args.ofa_lr), "--num_train_epochs", str(args.ofa_epochs),
             "--max_steps", str(steps), "--save_steps", str(save_steps), "--logging_steps", str(logging_steps),
-            "--lambda_logit", str(args.lambda_logit), "--lambda_rep", str(args.lambda_rep),
-            "--depth_rep_target", args.depth_rep_target, "--importance_batches", str(50 * args.procs),
+            *cli.distillation_argv(args), "--importance_batches", str(50 * args.procs),
             "--width_mult_list", *map(str, args.width_mult_list), "--depth_mult_list", *map(str, args.depth_mult_list),
-            "--pairs_per_step", str(args.pairs_per_step), *(["--freeze_word_embeddings"] if args.freeze_word_embeddings
-                                                            else []), *stage_common(args, test_file, dev_ratio)]
+            "--pairs_per_step", str(args.pairs_per_step), *stage_common(args, test_file, dev_ratio)]
 
 
 def run_training(args, script, argv, result_name, resume=False, stop_at=None):
