@@ -113,3 +113,48 @@ def test_stage2_variants_run_each_recipe_once_and_table_them(trained, tmp_path):
     assert os.path.getmtime(str(tmp_path / "w" / "base" / "summary.json")) == mtime
     with pytest.raises(SystemExit):
         study.parse_args(argv + ["--variant", "base=--lambda_rep 0"])  # a name used twice
+
+
+def _stage_log(path, events):
+    """A train.log of (seconds from 10:00:00, message) lines, as the stages write them."""
+    import datetime
+
+    start = datetime.datetime(2026, 12, 3, 10, 0, 0)
+    with open(path, "w", encoding="utf-8") as handle:
+        for seconds, message in events:
+            stamp = (start + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+            handle.write(f"{stamp} INFO {message}\n")
+    return str(path)
+
+
+def _step(n, rate):
+    return f"step {n}/40 epoch 0.10 | loss 0.5000 | lr 1.00e-04 | {rate:.3f} s/step, 16.0 samples/s | elapsed 0:00:10"
+
+
+def test_stage_wall_from_log_splits_a_stage_and_projects_a_recipe(tmp_path):
+    import stage_wall_from_log as wall
+
+    # 3 s start-up, 1 s steps logged every 10, a 5 s evaluation at steps 20 and 40, 7 s of test scoring
+    aligned = _stage_log(tmp_path / "a.log", [(0, "teacher: m"), (13, _step(10, 1)), (23, _step(20, 1)),
+                                              (28, "dev step 20 epoch 0.1 | F1 0.5"), (38, _step(30, 1)),
+                                              (48, _step(40, 1)), (53, "dev step 40 epoch 0.2 | F1 0.6"),
+                                              (60, "test (best dev step 40) | F1 0.6")])
+    expected = {"wall_seconds": 60.0, "startup_seconds": 3.0, "steps": 40, "seconds_per_step": 1.0,
+                "evaluations": 2, "seconds_per_evaluation": 5.0, "after_training_seconds": 7.0}
+    assert wall.stage_parts(wall.read_log(aligned)) == expected
+    # an evaluation between two step lines (step 15, 2 s steps): the time the steps leave over, its save included;
+    # one before the first step line is counted at the others' mean
+    unaligned = _stage_log(tmp_path / "u.log", [(0, "teacher: m"), (20, "dev step 1 epoch 0.0 | F1 0.1"),
+                                                (38, _step(10, 2)), (63, "dev step 15 epoch 0.1 | F1 0.5"),
+                                                (73, _step(20, 2)), (74, "test | F1 0.5")])
+    assert wall.stage_parts(wall.read_log(unaligned)) == {
+        "wall_seconds": 74.0, "startup_seconds": 3.0, "steps": 20, "seconds_per_step": 2.0, "evaluations": 2,
+        "seconds_per_evaluation": 15.0, "after_training_seconds": 1.0}
+
+    result = wall.main(wall.parse_args(["--teacher_log", aligned, "--ofa_log", aligned, "--teacher_steps", "40",
+                                        "--teacher_evaluations", "2", "--ofa_steps", "20", "--ofa_evaluations", "1",
+                                        "--budget_seconds", "150"]))
+    # 2 x (3 + 7) fixed, 3 evaluations x 5 s, 40 + 20 steps x 1 s
+    assert result["recipe"]["projected_wall_seconds"] == 20 + 15 + 60
+    # 150 - 35 fixed leaves 115 s for steps in the recipe's 2:1 ratio
+    assert result["budget"]["steps"] == {"teacher": int(40 * 115 / 60), "ofa": int(20 * 115 / 60)}

@@ -142,7 +142,7 @@ def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
 HELP_SCRIPTS = ("run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py", "predict.py",
                 "quantize_model.py", "benchmark.py", "demo_data.py", os.path.join("scripts", "benchmark_msra_cpu.py"),
                 os.path.join("scripts", "compare_kept_layers.py"), os.path.join("scripts", "train_step_speed.py"),
-                os.path.join("scripts", "stage2_variants.py"))
+                os.path.join("scripts", "stage2_variants.py"), os.path.join("scripts", "stage_wall_from_log.py"))
 
 
 def script_parser(script, monkeypatch):
