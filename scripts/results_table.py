@@ -29,9 +29,12 @@ def msra_table(path):
                                       cell(row, "latency_seconds", ".3f"),
                                       f"{row['latency_seconds'] / lac:.2f}x" if lac else "—"] for row in r["rows"]])
     s = r["stage_seconds"]
+    # files written by compress keep the step counts in "plan" and one export time per pair
+    teacher_steps = r.get("teacher_steps") or r["plan"]["teacher"]["steps"]
+    export = s.get("export", sum(v for k, v in s.items() if k.startswith("export/")))
     lines.append("")
-    lines.append(f"Teacher {r['teacher_config']} trained {r['teacher_steps']} steps (best dev step); wall time: teacher "
-                 f"{s['teacher'] / 60:.1f} min, OFA {s['ofa'] / 60:.1f} min, export {s['export'] / 60:.1f} min. "
+    lines.append(f"Teacher {r['teacher_config']} trained {teacher_steps} steps (best dev step); wall time: teacher "
+                 f"{s['teacher'] / 60:.1f} min, OFA {s['ofa'] / 60:.1f} min, export {export / 60:.1f} min. "
                  f"Hardware: {r['hardware']}. Latency: {r['latency_workload']['characters']:,} characters, "
                  f"{r['latency_workload']['threads']} threads, batch {r['latency_workload']['batch_size']}.")
     return "\n".join(lines)
