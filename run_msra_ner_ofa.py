@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from ner_ofa.data import check_same_data, check_same_dev_split, describe_splits, load_splits
-from ner_ofa.features import CharEncoder, IGNORE_INDEX, collate, train_features
+from ner_ofa.data import check_same_data, check_same_dev_split, describe_splits, load_splits, read_unlabeled_file
+from ner_ofa.features import CharEncoder, IGNORE_INDEX, collate, train_features, unlabeled_features
 from ner_ofa import backends, cli, distributed, model_io, scoring, supernet, training
 from ner_ofa.cli import logger
 
@@ -279,6 +279,16 @@ def main(args):
     teacher.model.eval()
     label_to_id = {label: i for i, label in enumerate(label_list)}
     features = train_features(data["train"], encoder, label_to_id, args.max_seq_length)
+    unlabeled = None
+    if args.unlabeled_file:
+        sentences, dropped = read_unlabeled_file(args.unlabeled_file, data["dev"] + data["test"])
+        extra = unlabeled_features(sentences, encoder, args.max_seq_length)
+        unlabeled = {"file": args.unlabeled_file, "sentences": len(sentences), "windows": len(extra),
+                     "dropped_dev_or_test_lines": dropped}
+        logger.info("--unlabeled_file %s: %d sentences (%d windows) distilled beside %d labelled windows; %d lines "
+                    "dropped (dev or test sentences)", args.unlabeled_file, len(sentences), len(extra), len(features),
+                    dropped)
+        features = features + extra
     trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size, scalars)
     training.recover_run_outputs(args.output_dir, [os.path.basename(pairs.dir("", *p)) for p in pairs.all], rank,
                                  world_size)
@@ -294,6 +304,8 @@ def main(args):
 
     # 4. each pair's best, scored once on test
     summary = {"teacher": args.model_name_or_path, "pairs": {}, "curve": best.progress["curve"]}
+    if unlabeled:
+        summary["unlabeled"] = unlabeled
     for width, depth in pairs.all:
         name = pairs.name(width, depth)
         summary["pairs"][name] = score_on_test(ofa_model, pairs, width, depth, best.progress["best"][name],

@@ -206,13 +206,18 @@ def add_distillation_args(parser):
     parser.add_argument("--freeze_word_embeddings", action="store_true",
                         help="keep the teacher's word embeddings fixed in stage 2: no gradient, all-reduce or AdamW "
                              "update for the vocabulary table (the largest matrix of a small BERT)")
+    parser.add_argument("--unlabeled_file", default=None,
+                        help="UTF-8 text, one sentence a line, that stage 2 also distils on (it learns from the "
+                             "teacher's outputs, not from labels); lines that are dev or test sentences are dropped. "
+                             "Stage 2's epochs then cover both; compress's --ofa_epochs counts the labelled data's")
 
 
 def distillation_argv(args):
     """The flags of :func:`add_distillation_args` as ``args`` holds them, for a program that starts stage 2."""
     return ["--lambda_logit", str(args.lambda_logit), "--lambda_rep", str(args.lambda_rep),
             "--depth_rep_target", args.depth_rep_target,
-            *(["--freeze_word_embeddings"] if args.freeze_word_embeddings else [])]
+            *(["--freeze_word_embeddings"] if args.freeze_word_embeddings else []),
+            *(["--unlabeled_file", args.unlabeled_file] if args.unlabeled_file else [])]
 
 
 def validate_common_args(args):

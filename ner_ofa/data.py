@@ -7,7 +7,7 @@ import random
 import re
 
 from ner_ofa.errors import UserError, logger
-from ner_ofa.formats import TOKEN_SEP, read_data_file
+from ner_ofa.formats import TOKEN_SEP, read_data_file, read_text
 
 
 _LABEL_RE = re.compile(r"^[BI]-\S+$")
@@ -152,6 +152,25 @@ def load_splits(args, label_list=None):
     check_labels_known(test, label_list, "test")
     return {"train": train, "dev": dev, "test": test, "labels": list(label_list), "dev_source": dev_source,
             "dev_split": dev_split}
+
+
+def read_unlabeled_file(path, held_out=()):
+    """Stage 2's --unlabeled_file: UTF-8 text, one sentence a line (what predict.py labels). Blank lines are
+    skipped, and a line that is a sentence of ``held_out`` (dev, test) is dropped: training on it would make its
+    scores look better than they are. Returns (sentences as character lists, lines dropped)."""
+    held_out = {"".join(ex["chars"]) for ex in held_out}
+    sentences, dropped = [], 0
+    for line in read_text(path).split("\n"):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        if line in held_out:
+            dropped += 1
+        else:
+            sentences.append(list(line))
+    if not sentences:
+        raise UserError(f"--unlabeled_file {path}: no sentence in it (one a line, not a dev or test sentence)")
+    return sentences, dropped
 
 
 def describe_splits(data, data_dir):

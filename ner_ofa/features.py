@@ -79,6 +79,14 @@ def train_features(examples, encoder, label_to_id, max_seq_length):
     return features
 
 
+def unlabeled_features(sentences, encoder, max_seq_length):
+    """Windows of unlabelled sentences, cut as :func:`train_features` cuts, for stage 2 to distil on: their labels
+    are 0 placeholders, which only mark where the characters are (distillation learns from the teacher's outputs,
+    never from labels)."""
+    return train_features([{"chars": s, "labels": [None] * len(s)} for s in sentences], encoder, {None: 0},
+                          max_seq_length)
+
+
 IGNORE_INDEX = -100
 
 

@@ -138,6 +138,16 @@ def test_resume_without_a_run_and_a_bad_budget_are_one_line(tiny_demo, tmp_path)
         compress_args(tiny_demo, tmp_path / "x", "--budget_minutes", "0")
 
 
+def test_an_unlabeled_file_is_checked_first_and_passed_to_stage_2(tiny_demo, tmp_path):
+    with pytest.raises(cli.UserError, match="missing.txt: data file not found"):
+        compress.main(compress_args(tiny_demo, tmp_path / "out", "--unlabeled_file", str(tmp_path / "missing.txt")))
+    assert not (tmp_path / "out").exists()
+    args = compress_args(tiny_demo, tmp_path / "out", "--unlabeled_file", "extra.txt")
+    argv = compress.ofa_argv(args, "teacher", "ofa", 10, 5)
+    assert argv[argv.index("--unlabeled_file") + 1] == "extra.txt"
+    assert "--unlabeled_file" not in compress.ofa_argv(compress_args(tiny_demo, tmp_path / "out"), "t", "o", 10, 5)
+
+
 def test_a_budget_with_a_given_teacher_on_data_without_dev(tiny_demo, tmp_path):
     """Data without dev.tsv (dev carved from train) and a teacher trained before on it: the probe's stage 2 must
     score on that teacher's dev split (a smaller probe split made stage 2 refuse to start)."""

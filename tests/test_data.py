@@ -3,8 +3,9 @@
 import pytest
 from conftest import fake_tokenizer
 
-from ner_ofa.data import load_splits, read_ner_file, split_dev
-from ner_ofa.features import CharEncoder, IGNORE_INDEX, collate, make_windows, train_features, window_owner
+from ner_ofa.data import load_splits, read_ner_file, read_unlabeled_file, split_dev
+from ner_ofa.features import (CharEncoder, IGNORE_INDEX, collate, make_windows, train_features, unlabeled_features,
+                              window_owner)
 from ner_ofa.cli import UserError
 
 SEP = "\x02"
@@ -108,6 +109,31 @@ def test_train_features_split_long_sentences_without_loss():
     feats = train_features([ex], enc, {"O": 0, "B-PER": 1, "I-PER": 2}, max_seq_length=7)
     assert [len(ids) for ids, _ in feats] == [5, 5, 4]
     assert sum((labels for _, labels in feats), []) == [1, 2] * 7
+
+
+def test_unlabeled_file_skips_blank_lines_and_drops_dev_and_test_sentences(tmp_path):
+    held_out = [{"chars": list("王五在北京"), "labels": ["O"] * 5}, {"chars": list("李四"), "labels": ["O"] * 2}]
+    path = tmp_path / "extra.txt"
+    path.write_bytes("张三来了\r\n\n王五在北京\n  \n李四\n李四在\n".encode("utf-8"))
+    sentences, dropped = read_unlabeled_file(str(path), held_out)
+    assert sentences == [list("张三来了"), list("李四在")] and dropped == 2
+    path.write_text("李四\n\n", encoding="utf-8")
+    with pytest.raises(UserError, match="no sentence in it"):
+        read_unlabeled_file(str(path), held_out)
+    with pytest.raises(UserError, match="data file not found"):
+        read_unlabeled_file(str(tmp_path / "missing.txt"))
+
+
+def test_unlabeled_windows_mark_every_character_for_distillation():
+    """Stage 2's loss reads only the characters the labels mark (labels != IGNORE_INDEX): an unlabelled window
+    must mark every character of its sentence, split as train windows are, and nothing else."""
+    enc = CharEncoder(FakeTokenizer)
+    feats = unlabeled_features([list("张三") * 7, list("三")], enc, max_seq_length=7)
+    assert [len(ids) for ids, _ in feats] == [5, 5, 4, 1]
+    assert sum((ids for ids, _ in feats[:3]), []) == enc.encode(list("张三") * 7)
+    _, labels = collate(feats, enc)
+    assert ((labels != IGNORE_INDEX).sum(axis=1)).tolist() == [5, 5, 4, 1]
+    assert (labels[:, 0] == IGNORE_INDEX).all()
 
 
 @pytest.mark.parametrize("length, size", [(1, 5), (5, 5), (6, 5), (23, 5), (100, 16), (7, 1)])

@@ -237,3 +237,28 @@ def test_frozen_word_embeddings_stay_the_teachers(trained, tmp_path):
         # a trained query projection (reordered by importance, so compare sorted values)
         query = model.bert.encoder.layers[0].self_attn.q_proj.weight.numpy()
         assert not np.allclose(np.sort(query, axis=None), np.sort(before_query, axis=None))
+
+
+def test_stage_2_distils_on_the_unlabeled_file_too(trained, tmp_path):
+    """--unlabeled_file: its sentences become stage-2 windows beside the labelled ones (one epoch is that many more
+    batches), and lines that are dev or test sentences are dropped, not trained on."""
+    from ner_ofa.training import batches_per_epoch
+
+    dev, test = (read_ner_file(os.path.join(trained["data_dir"], f"{s}.tsv")) for s in ("dev", "test"))
+    train = read_ner_file(os.path.join(trained["data_dir"], "train.tsv"))
+    extra = ["".join(ex["chars"]) for ex in train[:70]] + ["".join(dev[0]["chars"]), "".join(test[3]["chars"])]
+    path = tmp_path / "extra.txt"
+    path.write_text("\n".join(extra) + "\n", encoding="utf-8")
+    steps = {}
+    for name, flags in (("without", []), ("with", ["--unlabeled_file", str(path)])):
+        summary = run_msra_ner_ofa.main(ofa_args(trained["data_dir"], trained["teacher"], str(tmp_path / name),
+                                                 "--max_steps", "0", "--num_train_epochs", "1", "--save_steps", "50",
+                                                 *flags))
+        steps[name] = summary["timing"]["steps"]
+    def windows(examples):  # 46 characters a window at --max_seq_length 48
+        return sum(-(-len(ex["chars"]) // 46) for ex in examples)
+
+    assert summary["unlabeled"] == {"file": str(path), "sentences": 70, "windows": windows(train[:70]),
+                                    "dropped_dev_or_test_lines": 2}
+    assert steps == {"without": batches_per_epoch(windows(train), 16, 1),
+                     "with": batches_per_epoch(windows(train) + windows(train[:70]), 16, 1)}

@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 
-from ner_ofa.data import find_split_file, load_splits, write_ner_file
+from ner_ofa.data import find_split_file, load_splits, read_unlabeled_file, write_ner_file
 from ner_ofa.features import CharEncoder, train_features
 from ner_ofa import cli, model_io, planner, report, stages, supernet, timing
 from ner_ofa.cli import UserError, logger
@@ -323,6 +323,8 @@ def main(args):
     depths = supernet.validate_multiplier_list(args.depth_mult_list, "--depth_mult_list", "depth")
     n_pairs = len(widths) * len(depths)
     data = load_splits(args)  # the data, the model's tokenizer and the workload are checked before anything is written
+    if args.unlabeled_file:
+        read_unlabeled_file(args.unlabeled_file, data["dev"] + data["test"])
     spe = steps_per_epoch(args, data)
     bench_texts = read_bench_texts(args.bench_file) if args.bench_file else \
         ["".join(ex["chars"]) for ex in data["test"]]
