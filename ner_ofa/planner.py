@@ -61,22 +61,50 @@ def steps_within(costs, seconds, evaluations, cap):
     return steps
 
 
-def after_training_seconds(measured, n_pairs, n_models, repeats):
-    """Export + INT8 of every pair, the teacher's static export, and the timed passes of every model."""
-    export = measured["export_seconds"]
-    return {"export": round(export * (n_pairs + 0.5), 1),
-            "latency": round(measured["latency_pass_seconds"] * (1 + repeats) * n_models, 1)}
+def pair_position(pair, largest, smallest):
+    """Where ``pair`` (width, depth) lies between the probe's smallest (0) and largest (1) pair, by width x depth:
+    the export, INT8 scoring and inference time of a pair fall about linearly with it (on a Zen 3, m3e-small:
+    95, 72, 56, 55, 56, 40 s to export widths 1.0 0.75 0.5 x depths 1.0 0.5; docs/results.md)."""
+    low, high = smallest[0] * smallest[1], largest[0] * largest[1]
+    return 1.0 if high == low else (pair[0] * pair[1] - low) / (high - low)
 
 
-def plan(budget_seconds, spent_seconds, measured, n_pairs, n_models, repeats, steps_per_epoch, teacher_epochs,
+def after_training_seconds(measured, pairs, repeats):
+    """Export + INT8 of every (width, depth) pair, the teacher's static export, and the timed passes (a warm-up,
+    then ``repeats``) of the teacher and of every pair's fp32 and INT8 model. The probe measured the largest and the
+    smallest pair ("export_seconds", "smallest_export_seconds"; "passes": {"largest"/"smallest": {"fp32"/"int8":
+    [first pass, second pass]}}) and the teacher's export ("teacher_export_seconds"); every other pair is placed
+    between the two by :func:`pair_position`. A probe of the largest pair alone (runs started before it measured
+    more) counts every pair, and the teacher's export, as the largest pair's (half of it for the teacher's)."""
+    largest = max(pairs, key=lambda p: p[0] * p[1])
+    smallest = min(pairs, key=lambda p: p[0] * p[1])
+    big = measured["export_seconds"]
+    small = measured.get("smallest_export_seconds", big)
+    one_pass = measured["latency_pass_seconds"]
+    passes = measured.get("passes", {size: {kind: [one_pass, one_pass] for kind in ("fp32", "int8")}
+                                     for size in ("largest", "smallest")})
+
+    def between(at_largest, at_smallest, pair):
+        return at_smallest + (at_largest - at_smallest) * pair_position(pair, largest, smallest)
+
+    def timed(kind, pair):  # the warm-up pass (the first) and ``repeats`` more
+        first, later = (between(passes["largest"][kind][i], passes["smallest"][kind][i], pair) for i in (0, 1))
+        return first + repeats * later
+
+    export = sum(between(big, small, p) for p in pairs) + measured.get("teacher_export_seconds", 0.5 * big)
+    latency = timed("fp32", largest) + sum(timed(kind, p) for p in pairs for kind in ("fp32", "int8"))
+    return {"export": round(export, 1), "latency": round(latency, 1)}
+
+
+def plan(budget_seconds, spent_seconds, measured, pairs, repeats, steps_per_epoch, teacher_epochs,
          ofa_epochs, evaluations, fixed_teacher_steps=0, fixed_ofa_steps=0):
     """Steps for stage 1 (when ``measured`` has a "teacher" probe) and stage 2 so that the run, ``spent_seconds``
     in already, ends within ``budget_seconds``. ``measured``: what the probe timed ({"teacher", "ofa"}: timing
-    records; "export_seconds": one pair's export and INT8; "latency_pass_seconds": one pass of the largest model).
+    records; the export and latency times of :func:`after_training_seconds`; ``pairs``: the (width, depth) pairs).
     Each stage gets at most its epochs (``steps_per_epoch`` * epochs); when stage 1 reaches its cap the time it
     leaves goes to stage 2, and back. A fixed step count (> 0) is kept as given. A UserError when the budget
     cannot hold MIN_STEPS of each stage."""
-    after = after_training_seconds(measured, n_pairs, n_models, repeats)
+    after = after_training_seconds(measured, pairs, repeats)
     left = (budget_seconds - spent_seconds) * MARGIN - sum(after.values())
     stages = [s for s in ("teacher", "ofa") if s in measured]
     costs = {s: stage_costs(measured[s]) for s in stages}

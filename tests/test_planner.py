@@ -11,8 +11,10 @@ MEASURED = {"teacher": {"steps": 6, "step_seconds": 6.0, "first_step_seconds": 1
             "ofa": {"steps": 6, "step_seconds": 12.0, "first_step_seconds": 2.0, "evaluations": 1,
                     "evaluation_seconds": 20.0, "process_seconds": 92.0},
             "export_seconds": 10.0, "latency_pass_seconds": 1.0}
-# 4 pairs: export 10 * 4.5 = 45 s; 9 models timed 1 + 3 times at 1 s = 36 s; so 81 s after training
-ARGS = dict(n_pairs=4, n_models=9, repeats=3, steps_per_epoch=100, evaluations=8)
+# 4 pairs, a probe of the largest alone (every pair costs as much): export 10 * 4.5 = 45 s; 9 models timed 1 + 3
+# times at 1 s = 36 s; so 81 s after training
+PAIRS = [(1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5)]
+ARGS = dict(pairs=PAIRS, repeats=3, steps_per_epoch=100, evaluations=8)
 
 
 def make_plan(budget=3600.0, spent=100.0, measured=MEASURED, teacher_epochs=20, ofa_epochs=20, **fixed):
@@ -31,9 +33,24 @@ def test_costs_from_a_probe():
     assert planner.stage_costs(scaled) == (2.0, 20.0, 75.0)
     # and a dev split 5 times smaller: an evaluation of the real one takes 100 s
     assert planner.stage_costs(dict(scaled, dev_scale=5.0)) == (2.0, 100.0, 75.0)
-    assert planner.after_training_seconds(MEASURED, 4, 9, 3) == {"export": 45.0, "latency": 36.0}
+    assert planner.after_training_seconds(MEASURED, PAIRS, 3) == {"export": 45.0, "latency": 36.0}
     # 1148 steps, an evaluation every 144: at 144, ..., 1008 and at the last step: 8
     assert planner.evaluations_of(1148, 144) == 8 and planner.evaluations_of(1152, 144) == 8
+
+
+def test_pairs_between_the_largest_and_the_smallest_cost_in_proportion_to_width_times_depth():
+    """A probe of the largest (1.0 x 1.0) and the smallest pair (0.5 x 0.5): the pairs at 0.5 x 1.0 and 1.0 x 0.5
+    (width x depth 0.5) lie a third of the way from the smallest's 0.25 to the largest's 1.0."""
+    measured = dict(MEASURED, export_seconds=90.0, smallest_export_seconds=30.0, teacher_export_seconds=2.0,
+                    passes={"largest": {"fp32": [6.0, 3.0], "int8": [3.0, 1.5]},
+                            "smallest": {"fp32": [3.0, 1.5], "int8": [1.5, 0.6]}})
+    # export: 90 + 2 * (30 + 60 / 3) + 30, and the teacher's 2
+    # latency (a first pass and 3 more): teacher as the largest fp32, 6 + 3 * 3 = 15; fp32: 15, 2 * (3 + 1 + 3 * 2),
+    # 3 + 3 * 1.5 = 7.5; INT8: 3 + 3 * 1.5 = 7.5, 2 * (1.5 + 0.5 + 3 * (0.6 + 0.3)), 1.5 + 3 * 0.6 = 3.3
+    assert planner.after_training_seconds(measured, PAIRS, 3) == {"export": 222.0,
+                                                                   "latency": 15 + 15 + 20 + 7.5 + 7.5 + 9.4 + 3.3}
+    assert planner.pair_position((0.75, 0.5), (1.0, 1.0), (0.5, 0.5)) == pytest.approx(1 / 6)
+    assert planner.pair_position((1.0, 1.0), (1.0, 1.0), (1.0, 1.0)) == 1.0  # one pair
 
 
 def test_the_budget_is_shared_between_the_stages():

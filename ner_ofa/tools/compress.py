@@ -27,7 +27,7 @@ import time
 
 from ner_ofa.data import find_split_file, load_splits, read_unlabeled_file, write_ner_file
 from ner_ofa.features import CharEncoder, train_features
-from ner_ofa import cli, model_io, planner, report, stages, supernet, timing
+from ner_ofa import backends, cli, model_io, planner, report, stages, supernet, timing
 from ner_ofa.cli import UserError, logger
 from ner_ofa.training import batches_per_epoch, hours_minutes_seconds
 
@@ -300,16 +300,31 @@ def probe(args, run, data, test_file, bench_texts, skip_teacher):
         args, teacher_dir, os.path.join(root, "ofa"), PROBE_STEPS, PROBE_STEPS, 1, small_test, dev_ratio),
         "summary.json")
     measured["ofa"] = dict(summary["timing"], process_seconds=round(seconds, 1), **scales)
-    logger.info("compress: probe of one export with INT8, and one latency pass")
-    largest = summary["pairs"][next(iter(summary["pairs"]))]
+    logger.info("compress: probe of the export with INT8 of the largest and the smallest pair, and two passes of "
+                "each model")
+    rows = sorted(summary["pairs"].values(), key=lambda row: row["width"] * row["depth"])
+    measured["passes"] = {}
+    for size, row in (("largest", rows[-1]), ("smallest", rows[0]))[:1 if len(rows) == 1 else 2]:
+        out = os.path.join(root, "export", size)
+        t0 = time.time()
+        export_pair(args, row, out, test_file)
+        measured["export_seconds" if size == "largest" else "smallest_export_seconds"] = round(time.time() - t0, 1)
+        measured["passes"][size] = {}
+        for kind, path in (("fp32", os.path.join(out, "static")), ("int8", os.path.join(out, "int8"))):
+            model = timing.load_static(path, args.threads, args.max_seq_length, args.batch_size)
+            seconds = []
+            for _ in range(2):  # the first pass warms up, as the latency timing's round 0 does
+                t0 = time.time()
+                model(bench_texts)
+                seconds.append(round(time.time() - t0, 2))
+            measured["passes"][size][kind] = seconds
+    if len(rows) == 1:  # one pair: it is the smallest too
+        measured["smallest_export_seconds"] = measured["export_seconds"]
+        measured["passes"]["smallest"] = measured["passes"]["largest"]
+    measured["latency_pass_seconds"] = measured["passes"]["largest"]["fp32"][0]
     t0 = time.time()
-    export_pair(args, largest, os.path.join(root, "export"), test_file)
-    measured["export_seconds"] = round(time.time() - t0, 1)
-    model = timing.load_static(os.path.join(root, "export", "static"), args.threads, args.max_seq_length,
-                               args.batch_size)
-    t0 = time.time()
-    model(bench_texts)
-    measured["latency_pass_seconds"] = round(time.time() - t0, 2)
+    backends.export_static(teacher_dir, os.path.join(root, "export", "teacher", "static", "model"))
+    measured["teacher_export_seconds"] = round(time.time() - t0, 1)
     measured["seconds"] = round(time.time() - started, 1)
     shutil.rmtree(root, ignore_errors=True)
     run.record("probe", measured, measured["seconds"])
@@ -345,7 +360,8 @@ def main(args):
     if plan is None:
         if args.budget_minutes is not None:
             measured = probe(args, run, data, test_file, bench_texts, skip_teacher)
-            plan = planner.plan(args.budget_minutes * 60, run.elapsed(), measured, n_pairs, 1 + 2 * n_pairs,
+            plan = planner.plan(args.budget_minutes * 60, run.elapsed(), measured,
+                                [(w, d) for d in depths for w in widths],
                                 args.repeats, spe, args.teacher_epochs, args.ofa_epochs, args.evaluations,
                                 fixed_teacher_steps=args.teacher_steps, fixed_ofa_steps=args.ofa_steps)
         else:
@@ -415,8 +431,6 @@ def main(args):
     teacher_static = os.path.join(args.output_dir, "export", "teacher", "static")
     if not run.done("export/teacher"):
         t0 = time.time()
-        from ner_ofa import backends
-
         shutil.rmtree(os.path.dirname(teacher_static), ignore_errors=True)
         backends.export_static(teacher_dir, os.path.join(teacher_static, "model"))
         run.record("export/teacher", {"static": teacher_static}, time.time() - t0)
