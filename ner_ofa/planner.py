@@ -192,7 +192,9 @@ def replan_stage_2(plan, budget_seconds, spent_seconds, measured, ofa_epochs, ev
                epochs=round(steps / plan["steps_per_epoch"], 2), seconds=round(stage_seconds(costs, steps, evaluations), 1),
                seconds_per_step=round(costs[0], 3), planned_before_stage_1=plan["ofa"]["steps"],
                stage_1_speed_ratio=round(ratio, 3))
-    return dict(plan, ofa=ofa, after_teacher_seconds=round(ofa["seconds"] + plan["after_ofa_seconds"], 1))
+    after_teacher = round(ofa["seconds"] + plan["after_ofa_seconds"], 1)
+    return dict(plan, ofa=ofa, after_teacher_seconds=after_teacher,
+                planned_total_seconds=round(spent_seconds + after_teacher, 1))
 
 
 def unplanned(steps_per_epoch, teacher_epochs, ofa_epochs, teacher_steps, ofa_steps, evaluations):

@@ -87,6 +87,7 @@ def test_stage_2_is_planned_again_from_the_time_stage_1_left():
     later = planner.replan_stage_2(plan, 3600.0, 100 + 1255 + 300, MEASURED, ofa_epochs=20, evaluations=8)
     assert later["ofa"]["steps"] == 744 and later["ofa"]["planned_before_stage_1"] == 831
     assert later["after_teacher_seconds"] == 60 + 2 * 744 + 160 + 81
+    assert later["planned_total_seconds"] == 1655 + 60 + 2 * 744 + 160 + 81  # the run's end, as planned now
     assert planner.replan_stage_2(plan, 3600.0, 1655, MEASURED, 20, 8, fixed_ofa_steps=831) is plan
 
 
