@@ -336,10 +336,12 @@ def reorder_by_importance(student, dev, encoder, label_list, args, ranks):
     processes share the batches and sum their importances, so each reorders its copy the same way."""
     label_to_id = {label: i for i, label in enumerate(label_list)}
     dev_features = train_features(dev, encoder, label_to_id, args.max_seq_length)
+    if args.importance_batches > 0:
+        dev_features = dev_features[:args.importance_batches * args.batch_size]
+    # the same sentences, batched by length: dev order padded most batches to its longest sentence (2x the work)
+    dev_features = sorted(dev_features, key=lambda feature: len(feature[0]))
     dev_batches = [collate(dev_features[i:i + args.batch_size], encoder)
                    for i in range(0, len(dev_features), args.batch_size)]
-    if args.importance_batches > 0:
-        dev_batches = dev_batches[:args.importance_batches]
     head_importance, neuron_importance = supernet.compute_head_neuron_importance(student, ranks.shard(dev_batches))
     head_importance, neuron_importance = ranks.sum(head_importance), ranks.sum(neuron_importance)
     supernet.reorder_heads_neurons(student, head_importance, neuron_importance)

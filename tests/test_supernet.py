@@ -158,3 +158,27 @@ def test_depth_half_supernet_equals_a_model_of_the_kept_layers():
 
 def utils_layers(ofa):
     return model_io.encoder_layers(ofa.model)
+
+
+def test_importance_batches_the_chosen_dev_sentences_by_length(monkeypatch):
+    """Stage 2's importance pass takes the first --importance_batches x --batch_size dev sentences, as before,
+    but batches them by length: in dev order most batches were padded to their longest sentence."""
+    import argparse
+
+    import run_msra_ner_ofa
+    from conftest import fake_tokenizer
+    from ner_ofa import distributed
+    from ner_ofa.features import CharEncoder
+
+    lengths = [30, 2, 29, 3, 28, 4, 27, 5, 26, 6]  # long and short alternate; the last two are not chosen
+    dev = [{"chars": list("a" * n), "labels": ["O"] * n} for n in lengths]
+    seen = []
+    monkeypatch.setattr(supernet, "compute_head_neuron_importance",
+                        lambda model, batches: seen.extend(batches) or (np.ones((1, 1)), np.ones((1, 1))))
+    monkeypatch.setattr(supernet, "reorder_heads_neurons", lambda *a: None)
+    args = argparse.Namespace(max_seq_length=64, batch_size=2, importance_batches=4)
+    run_msra_ner_ofa.reorder_by_importance(None, dev, CharEncoder(fake_tokenizer("a")), ["O"], args,
+                                           distributed.Ranks(0, 1))
+    real = [int((labels != -100).sum()) for _, labels in seen]
+    assert sum(real) == sum(lengths[:8])  # the same sentences, none dropped, none added
+    assert [ids.shape for ids, _ in seen] == [(2, 5), (2, 7), (2, 30), (2, 32)]  # [CLS] + chars + [SEP]
