@@ -338,7 +338,8 @@ def reorder_by_importance(student, dev, encoder, label_list, args, ranks):
     dev_features = train_features(dev, encoder, label_to_id, args.max_seq_length)
     if args.importance_batches > 0:
         dev_features = dev_features[:args.importance_batches * args.batch_size]
-    # the same sentences, batched by length: dev order padded most batches to its longest sentence (2x the work)
+    # the same sentences, batched by length: dev order padded most batches to its longest sentence (2x the work);
+    # the ranking shifts a little with the batching (each batch's mean loss weighs its sentences, |.| per batch)
     dev_features = sorted(dev_features, key=lambda feature: len(feature[0]))
     dev_batches = [collate(dev_features[i:i + args.batch_size], encoder)
                    for i in range(0, len(dev_features), args.batch_size)]
