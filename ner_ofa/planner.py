@@ -108,19 +108,21 @@ def after_training_seconds(measured, pairs, repeats):
 
 
 def plan(budget_seconds, spent_seconds, measured, pairs, repeats, steps_per_epoch, teacher_epochs,
-         ofa_epochs, evaluations, fixed_teacher_steps=0, fixed_ofa_steps=0):
+         ofa_epochs, evaluations, fixed_teacher_steps=0, fixed_ofa_steps=0, ofa_steps_per_epoch=None):
     """Steps for stage 1 (when ``measured`` has a "teacher" probe) and stage 2 so that the run, ``spent_seconds``
     in already, ends within ``budget_seconds``. ``measured``: what the probe timed ({"teacher", "ofa"}: timing
     records; the export and latency times of :func:`after_training_seconds`; ``pairs``: the (width, depth) pairs).
-    Each stage gets at most its epochs (``steps_per_epoch`` * epochs); when stage 1 reaches its cap the time it
+    Each stage gets at most its epochs (``steps_per_epoch`` * epochs; stage 2's epoch is ``ofa_steps_per_epoch``
+    when given: with --unlabeled_file it reads more windows than stage 1); when stage 1 reaches its cap the time it
     leaves goes to stage 2, and back. A fixed step count (> 0) is kept as given. A UserError when the budget
     cannot hold MIN_STEPS of each stage."""
     after = after_training_seconds(measured, pairs, repeats)
     left = time_to_train(budget_seconds - spent_seconds, sum(after.values()))
     stages = [s for s in ("teacher", "ofa") if s in measured]
     costs = {s: stage_costs(measured[s]) for s in stages}
-    caps = {"teacher": max(1, math.ceil(teacher_epochs * steps_per_epoch)),
-            "ofa": max(1, math.ceil(ofa_epochs * steps_per_epoch))}
+    per_epoch = {"teacher": steps_per_epoch, "ofa": ofa_steps_per_epoch or steps_per_epoch}
+    caps = {s: max(1, math.ceil(epochs * per_epoch[s])) for s, epochs in (("teacher", teacher_epochs),
+                                                                          ("ofa", ofa_epochs))}
     fixed = {"teacher": fixed_teacher_steps, "ofa": fixed_ofa_steps}
     steps = {s: fixed[s] for s in stages if fixed[s] > 0}
     usable = left - sum(stage_seconds(costs[s], n, evaluations) for s, n in steps.items())
@@ -144,11 +146,11 @@ def plan(budget_seconds, spent_seconds, measured, pairs, repeats, steps_per_epoc
                         f"machine: {MIN_STEPS} steps of each stage need about {math.ceil(needed / 60 / MARGIN)} "
                         f"minutes, of which the export and timing of every model take about {sum(after.values()) / 60:.1f}")
     result = {"budget_seconds": round(budget_seconds, 1), "probe_seconds": round(spent_seconds, 1),
-              "steps_per_epoch": steps_per_epoch, "after_training": after}
+              "steps_per_epoch": steps_per_epoch, "ofa_steps_per_epoch": per_epoch["ofa"], "after_training": after}
     for s in ("teacher", "ofa"):
         if s in steps:
             result[s] = {"steps": steps[s], "save_steps": save_steps_for(steps[s], evaluations),
-                         "epochs": round(steps[s] / steps_per_epoch, 2),
+                         "epochs": round(steps[s] / per_epoch[s], 2),
                          "seconds": round(stage_seconds(costs[s], steps[s], evaluations), 1),
                          "seconds_per_step": round(costs[s][0], 3)}
         else:
@@ -178,7 +180,8 @@ def replan_stage_2(plan, budget_seconds, spent_seconds, measured, ofa_epochs, ev
     if fixed_ofa_steps > 0 or budget_seconds is None:
         return plan
     left = time_to_train(budget_seconds - spent_seconds, plan["after_ofa_seconds"])
-    cap = max(1, math.ceil(ofa_epochs * plan["steps_per_epoch"]))
+    per_epoch = plan.get("ofa_steps_per_epoch") or plan["steps_per_epoch"]
+    cap = max(1, math.ceil(ofa_epochs * per_epoch))
     step, evaluation, fixed = stage_costs(measured["ofa"])
     ratio = 1.0
     if teacher_timing and teacher_timing.get("steps", 0) > 1 and "teacher" in measured:
@@ -189,7 +192,7 @@ def replan_stage_2(plan, budget_seconds, spent_seconds, measured, ofa_epochs, ev
     if steps == plan["ofa"]["steps"]:
         return plan
     ofa = dict(plan["ofa"], steps=steps, save_steps=save_steps_for(steps, evaluations),
-               epochs=round(steps / plan["steps_per_epoch"], 2), seconds=round(stage_seconds(costs, steps, evaluations), 1),
+               epochs=round(steps / per_epoch, 2), seconds=round(stage_seconds(costs, steps, evaluations), 1),
                seconds_per_step=round(costs[0], 3), planned_before_stage_1=plan["ofa"]["steps"],
                stage_1_speed_ratio=round(ratio, 3))
     after_teacher = round(ofa["seconds"] + plan["after_ofa_seconds"], 1)
@@ -197,13 +200,15 @@ def replan_stage_2(plan, budget_seconds, spent_seconds, measured, ofa_epochs, ev
                 planned_total_seconds=round(spent_seconds + after_teacher, 1))
 
 
-def unplanned(steps_per_epoch, teacher_epochs, ofa_epochs, teacher_steps, ofa_steps, evaluations):
+def unplanned(steps_per_epoch, teacher_epochs, ofa_epochs, teacher_steps, ofa_steps, evaluations,
+              ofa_steps_per_epoch=None):
     """Without a budget: the steps the flags ask for, and no time estimates."""
-    result = {"budget_seconds": None, "steps_per_epoch": steps_per_epoch}
+    per_epoch = {"teacher": steps_per_epoch, "ofa": ofa_steps_per_epoch or steps_per_epoch}
+    result = {"budget_seconds": None, "steps_per_epoch": steps_per_epoch, "ofa_steps_per_epoch": per_epoch["ofa"]}
     for s, epochs, fixed in (("teacher", teacher_epochs, teacher_steps), ("ofa", ofa_epochs, ofa_steps)):
-        steps = fixed if fixed > 0 else max(1, math.ceil(epochs * steps_per_epoch))
+        steps = fixed if fixed > 0 else max(1, math.ceil(epochs * per_epoch[s]))
         result[s] = {"steps": steps, "save_steps": save_steps_for(steps, evaluations),
-                     "epochs": round(steps / steps_per_epoch, 2)}
+                     "epochs": round(steps / per_epoch[s], 2)}
     return result
 
 

@@ -148,6 +148,24 @@ def test_an_unlabeled_file_is_checked_first_and_passed_to_stage_2(tiny_demo, tmp
     assert "--unlabeled_file" not in compress.ofa_argv(compress_args(tiny_demo, tmp_path / "out"), "t", "o", 10, 5)
 
 
+def test_stage_2_epochs_count_the_unlabeled_windows(tiny_demo, tmp_path):
+    """Stage 2 reads the labelled windows and the --unlabeled_file's: its epoch in the plan counts both (here the
+    train sentences again as unlabelled text: twice the windows), stage 1's only the labelled ones."""
+    from ner_ofa.data import load_splits
+    from ner_ofa.training import batches_per_epoch
+
+    args = compress_args(tiny_demo, tmp_path / "out")
+    data = load_splits(args)
+    teacher, ofa = compress.steps_per_epoch(args, data)
+    assert teacher == ofa
+    again = [ex["chars"] for ex in data["train"]]
+    teacher_u, ofa_u = compress.steps_per_epoch(args, data, again)
+    windows = len(compress.train_features(data["train"], compress.CharEncoder(model_io.load_tokenizer(
+        tiny_demo["model_dir"])), {label: i for i, label in enumerate(data["labels"])}, 48))
+    assert teacher_u == teacher == batches_per_epoch(windows, 16, 1)
+    assert ofa_u == batches_per_epoch(2 * windows, 16, 1) > teacher
+
+
 def test_a_budget_with_a_given_teacher_on_data_without_dev(tiny_demo, tmp_path):
     """Data without dev.tsv (dev carved from train) and a teacher trained before on it: the probe's stage 2 must
     score on that teacher's dev split (a smaller probe split made stage 2 refuse to start)."""

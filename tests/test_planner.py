@@ -73,6 +73,21 @@ def test_a_stage_at_its_epochs_leaves_its_time_to_the_other():
     assert (both_capped["teacher"]["steps"], both_capped["ofa"]["steps"]) == (500, 300)
 
 
+def test_stage_2_epochs_count_the_windows_stage_2_reads():
+    """With --unlabeled_file stage 2 reads more windows than stage 1: its epochs (cap, plan, replan, unplanned)
+    count its own steps per epoch, 250 here against stage 1's 100."""
+    plan = make_plan(teacher_epochs=5, ofa_epochs=3, ofa_steps_per_epoch=250)
+    assert (plan["teacher"]["steps"], plan["ofa"]["steps"]) == (500, 750)
+    assert (plan["teacher"]["epochs"], plan["ofa"]["epochs"]) == (5.0, 3.0)
+    uncapped = make_plan(ofa_steps_per_epoch=250)  # the budget binds: the same 831 steps, 3.32 of its epochs
+    assert uncapped["ofa"]["steps"] == 831 and uncapped["ofa"]["epochs"] == 3.32
+    # stage 1 took 300 s more: the 744 steps of the replan are under the cap of 2 epochs x 250, so 500
+    later = planner.replan_stage_2(uncapped, 3600.0, 1655, MEASURED, ofa_epochs=2, evaluations=8)
+    assert later["ofa"]["steps"] == 500 and later["ofa"]["epochs"] == 2.0
+    flags = planner.unplanned(100, 2, 3, 0, 0, 8, ofa_steps_per_epoch=250)
+    assert (flags["teacher"]["steps"], flags["ofa"]["steps"], flags["ofa"]["epochs"]) == (200, 750, 3.0)
+
+
 def test_fixed_steps_are_kept_and_a_skipped_teacher_gives_stage_2_everything():
     plan = make_plan(fixed_teacher_steps=300)
     # 30 + 300 + 80 = 410 s; stage 2: (3139 - 410 - 220) // 2

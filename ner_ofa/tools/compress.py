@@ -26,7 +26,7 @@ import threading
 import time
 
 from ner_ofa.data import find_split_file, load_splits, read_unlabeled_file, write_ner_file
-from ner_ofa.features import CharEncoder, train_features
+from ner_ofa.features import CharEncoder, train_features, unlabeled_features
 from ner_ofa import backends, cli, model_io, planner, report, stages, supernet, timing
 from ner_ofa.cli import UserError, logger
 from ner_ofa.training import batches_per_epoch, hours_minutes_seconds
@@ -252,13 +252,15 @@ def read_bench_texts(path):
     return texts
 
 
-def steps_per_epoch(args, data):
-    """Training steps in one epoch: the training windows (long sentences split as the stages split them) over
-    --batch_size, as each of the --procs processes counts them."""
-    tokenizer = model_io.load_tokenizer(args.model_name_or_path)
+def steps_per_epoch(args, data, unlabeled=()):
+    """Training steps in one epoch of stage 1 and of stage 2: the training windows (long sentences split as the
+    stages split them) over --batch_size, as each of the --procs processes counts them; stage 2 also reads the
+    windows of ``unlabeled`` (the --unlabeled_file sentences)."""
+    encoder = CharEncoder(model_io.load_tokenizer(args.model_name_or_path))
     label_to_id = {label: i for i, label in enumerate(data["labels"])}
-    windows = len(train_features(data["train"], CharEncoder(tokenizer), label_to_id, args.max_seq_length))
-    return batches_per_epoch(windows, args.batch_size // args.procs, args.procs)
+    windows = len(train_features(data["train"], encoder, label_to_id, args.max_seq_length))
+    extra = len(unlabeled_features(unlabeled, encoder, args.max_seq_length)) if unlabeled else 0
+    return tuple(batches_per_epoch(n, args.batch_size // args.procs, args.procs) for n in (windows, windows + extra))
 
 
 def is_trained_teacher(path):
@@ -338,9 +340,8 @@ def main(args):
     depths = supernet.validate_multiplier_list(args.depth_mult_list, "--depth_mult_list", "depth")
     n_pairs = len(widths) * len(depths)
     data = load_splits(args)  # the data, the model's tokenizer and the workload are checked before anything is written
-    if args.unlabeled_file:
-        read_unlabeled_file(args.unlabeled_file, data["dev"] + data["test"])
-    spe = steps_per_epoch(args, data)
+    unlabeled = read_unlabeled_file(args.unlabeled_file, data["dev"] + data["test"])[0] if args.unlabeled_file else ()
+    spe, ofa_spe = steps_per_epoch(args, data, unlabeled)
     bench_texts = read_bench_texts(args.bench_file) if args.bench_file else \
         ["".join(ex["chars"]) for ex in data["test"]]
     os.makedirs(args.output_dir, exist_ok=True)
@@ -363,10 +364,11 @@ def main(args):
             plan = planner.plan(args.budget_minutes * 60, run.elapsed(), measured,
                                 [(w, d) for d in depths for w in widths],
                                 args.repeats, spe, args.teacher_epochs, args.ofa_epochs, args.evaluations,
-                                fixed_teacher_steps=args.teacher_steps, fixed_ofa_steps=args.ofa_steps)
+                                fixed_teacher_steps=args.teacher_steps, fixed_ofa_steps=args.ofa_steps,
+                                ofa_steps_per_epoch=ofa_spe)
         else:
             plan = planner.unplanned(spe, args.teacher_epochs, args.ofa_epochs, args.teacher_steps, args.ofa_steps,
-                                     args.evaluations)
+                                     args.evaluations, ofa_steps_per_epoch=ofa_spe)
         plan["teacher"]["skipped"] = skip_teacher
         run.state["plan"] = plan
         run.save()
