@@ -20,16 +20,22 @@ from ner_ofa.model_io import (
 from ner_ofa.features import collate
 
 
-def bucketed_batches(lengths, batch_size, rng, pool_batches=50):
-    """Shuffled batches of similar-length items (less padding): shuffle, sort within pools, shuffle batches."""
+def bucketed_batches(lengths, batch_size, rng, pool_batches=50, group=1):
+    """Shuffled batches of similar-length items (less padding): shuffle, sort within pools, shuffle batches.
+    ``group`` > 1 (the data-parallel processes) shuffles runs of ``group`` neighbouring batches instead, so the
+    ``group`` batches of one step (batch k goes to process k % group) are alike in length: the processes wait for
+    each other at the step's all-reduce, and two random batches would make every step as slow as its longer one.
+    A last, shorter run stays at the end (where each process's share cuts it off)."""
     order = rng.permutation(len(lengths))
     batches = []
     pool = batch_size * pool_batches
     for start in range(0, len(order), pool):
         chunk = sorted(order[start:start + pool].tolist(), key=lambda i: lengths[i])
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
+    runs = [batches[i:i + group] for i in range(0, len(batches), group)]
+    last = runs.pop() if runs and len(runs[-1]) < group else None
+    rng.shuffle(runs)
+    return [b for run in runs + ([last] if last else []) for b in run]
 
 
 def batches_per_epoch(windows, batch_size, nranks):
@@ -48,7 +54,8 @@ def make_batch_sampler(lengths, batch_size, seed):
             super().__init__(dataset=lengths, batch_size=batch_size, shuffle=True)
 
         def _batches(self):
-            all_batches = bucketed_batches(lengths, batch_size, np.random.RandomState(seed + self.epoch))
+            all_batches = bucketed_batches(lengths, batch_size, np.random.RandomState(seed + self.epoch),
+                                           group=max(1, self.nranks))
             per_rank = len(all_batches) // self.nranks if self.nranks > 1 else len(all_batches)
             return all_batches[self.local_rank::self.nranks][:per_rank]
 
