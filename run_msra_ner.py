@@ -9,7 +9,7 @@ character: long sentences are scored in overlapping windows.
 """
 import os
 
-from ner_ofa.data import data_fingerprint, describe_splits, load_splits
+from ner_ofa.data import data_fingerprint, describe_splits, dev_sample, load_splits
 from ner_ofa.features import CharEncoder, IGNORE_INDEX, train_features
 from ner_ofa import backends, cli, distributed, model_io, scoring, training
 from ner_ofa.cli import logger
@@ -27,12 +27,13 @@ class BestTeacher:
         self.args, self.model, self.tokenizer, self.encoder, self.data = args, model, tokenizer, encoder, data
         self.scalars, self.ranks = scalars, ranks  # every process scores its share of dev; rank 0 saves
         self.path = os.path.join(args.output_dir, "model_best")
+        self.dev = dev_sample(data["dev"], args.eval_sentences, args.seed)
         self.progress = {"best": {"f1": -1.0, "step": None}, "curve": []}
         self.data_record = data_fingerprint(data)  # stage 2 checks it distils on the same sentences
 
     def evaluate_and_keep_best(self, step, epoch):
         self.model.eval()
-        scores = scoring.evaluate(backends.dynamic_logits_fn(self.model), self.data["dev"], self.encoder,
+        scores = scoring.evaluate(backends.dynamic_logits_fn(self.model), self.dev, self.encoder,
                                 self.data["labels"], self.args.max_seq_length, self.args.batch_size, self.ranks,
                                 shapes="exact")
         self.model.train()
@@ -70,7 +71,7 @@ def main(args):
     scalars = training.start_run_record(args, versions, rank)
     logger.info("teacher: %s | %d parameters | labels %s", origin, model_io.count_parameters(model),
                 " ".join(label_list))
-    logger.info("data: %s", describe_splits(data, args.data_dir))
+    logger.info("data: %s", describe_splits(data, args.data_dir, args.eval_sentences))
     logger.info("run: %s", cli.describe_run(args, world_size, versions))
 
     # 1. the training windows and the run that learns from them

@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 
-from ner_ofa.data import check_same_data, check_same_dev_split, describe_splits, load_splits, read_unlabeled_file
+from ner_ofa.data import (check_same_data, check_same_dev_split, describe_splits, dev_sample, load_splits,
+                          read_unlabeled_file)
 from ner_ofa.features import CharEncoder, IGNORE_INDEX, collate, train_features, unlabeled_features
 from ner_ofa import backends, cli, distributed, model_io, scoring, supernet, training
 from ner_ofa.cli import logger
@@ -50,6 +51,9 @@ def parse_args(argv=None):
     cli.add_distillation_args(parser)
     parser.add_argument("--importance_batches", type=int, default=0,
                         help="dev batches used to rank heads/neurons (0: all of dev)")
+    parser.add_argument("--no_test", action="store_true",
+                        help="do not score the kept pairs on test here (compress scores each pair's exported static "
+                             "graph on test instead)")
     return parser.parse_args(argv)
 
 
@@ -178,6 +182,7 @@ class BestPerPair:
         self.args, self.ofa_model, self.pairs, self.config = args, ofa_model, pairs, config
         self.tokenizer, self.encoder, self.data, self.scalars = tokenizer, encoder, data, scalars
         self.ranks = ranks  # every process scores its share of dev; rank 0 saves
+        self.dev = dev_sample(data["dev"], args.eval_sentences, args.seed)
         self.data_record = data_record  # the teacher's dev split and data hashes, for a later phase's checks
         self.progress = {"best": {pairs.name(*p): {"f1": -1.0, "step": None} for p in pairs.all}, "curve": []}
 
@@ -186,7 +191,7 @@ class BestPerPair:
         dev_point = {"step": step, "epoch": round(epoch, 3)}
         for width, depth in self.pairs.all:
             name = self.pairs.name(width, depth)
-            scores = scoring.evaluate(logits_at(self.ofa_model, width, depth), self.data["dev"], self.encoder,
+            scores = scoring.evaluate(logits_at(self.ofa_model, width, depth), self.dev, self.encoder,
                                       self.data["labels"], self.args.max_seq_length, self.args.batch_size,
                                       self.ranks, shapes="exact")
             dev_point[name] = scores["f1"]
@@ -248,7 +253,7 @@ def main(args):
     encoder = CharEncoder(tokenizer)
     logger.info("teacher: %s | %d parameters | widths %s | depths %s", args.model_name_or_path,
                 model_io.count_parameters(teacher), " ".join(map(str, widths)), " ".join(map(str, depths)))
-    logger.info("data: %s", describe_splits(data, args.data_dir))
+    logger.info("data: %s", describe_splits(data, args.data_dir, args.eval_sentences))
     logger.info("run: %s", cli.describe_run(args, world_size, versions))
 
     # 1. importance on dev; reorder the student's heads and neurons (the function is unchanged)
@@ -302,14 +307,17 @@ def main(args):
                 lambda: {pairs.name(*p): pairs.dir(args.output_dir, *p) for p in pairs.all})
     trained = training.clock()
 
-    # 4. each pair's best, scored once on test
+    # 4. each pair's best, scored once on test (unless --no_test)
     summary = {"teacher": args.model_name_or_path, "pairs": {}, "curve": best.progress["curve"]}
     if unlabeled:
         summary["unlabeled"] = unlabeled
     for width, depth in pairs.all:
-        name = pairs.name(width, depth)
-        summary["pairs"][name] = score_on_test(ofa_model, pairs, width, depth, best.progress["best"][name],
-                                                data, encoder, args, trainer.ranks)
+        name, kept = pairs.name(width, depth), best.progress["best"][pairs.name(width, depth)]
+        summary["pairs"][name] = {"width": width, "depth": depth, "best_step": kept["step"], "dev_f1": kept["f1"],
+                                  "model_dir": pairs.dir(args.output_dir, width, depth)}
+        if not args.no_test:
+            summary["pairs"][name].update(score_on_test(ofa_model, pairs, width, depth, kept, data, encoder, args,
+                                                        trainer.ranks))
     if rank == 0:
         summary["seconds"] = round(training.clock() - started, 1)
         summary["timing"] = training.timing_record(trainer, started, trained)
@@ -352,7 +360,7 @@ def reorder_by_importance(student, dev, encoder, label_list, args, ranks):
 
 def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args, ranks):
     """Load the weights kept for (width, depth), run the supernet there on test (every process its share), add
-    the scores to that directory's metrics.json (rank 0); returns the pair's summary row."""
+    the scores to that directory's metrics.json (rank 0); returns the test scores of the pair's summary row."""
     import paddle
 
     path = pairs.dir(args.output_dir, width, depth)
@@ -365,9 +373,7 @@ def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args, ran
         model_io.write_json(os.path.join(path, "metrics.json"), dict(metrics, test=test))
     logger.info("width %s depth %s: best dev F1 %.4f (step %d) | test P %.4f R %.4f F1 %.4f | %s", width, depth,
                 best["f1"], best["step"], test["precision"], test["recall"], test["f1"], path)
-    return {"width": width, "depth": depth, "best_step": best["step"], "dev_f1": best["f1"],
-            "test_precision": test["precision"],
-            "test_recall": test["recall"], "test_f1": test["f1"], "model_dir": path}
+    return {"test_precision": test["precision"], "test_recall": test["recall"], "test_f1": test["f1"]}
 
 
 if __name__ == "__main__":

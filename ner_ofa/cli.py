@@ -166,6 +166,9 @@ def add_training_args(parser, lr, epochs):
     parser.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay (not on bias/norm)")
     parser.add_argument("--logging_steps", type=int, default=100, help="log one line every N steps")
     parser.add_argument("--save_steps", type=int, default=500, help="evaluate on dev (and keep the best) every N steps")
+    parser.add_argument("--eval_sentences", type=int, default=0,
+                        help="the dev evaluations during training (which pick the best step) score a fixed seeded "
+                             "sample of this many dev sentences; 0: all of dev")
     parser.add_argument("--output_dir", required=True, help="where the best model(s) and metrics go")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/checkpoint/ (weights, optimizer, scheduler, step, best so far)")
@@ -229,6 +232,8 @@ def validate_common_args(args):
     for name in ("logging_steps", "save_steps"):
         if getattr(args, name, 1) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    if getattr(args, "eval_sentences", 0) < 0:
+        raise UserError(f"--eval_sentences must be 0 (all of dev) or positive, got {args.eval_sentences}")
     out = getattr(args, "output_dir", None)
     if out and os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--output_dir {out} exists and is not a directory")

@@ -119,6 +119,16 @@ def split_dev(train, dev_ratio, seed):
     return [ex for i, ex in enumerate(train) if i not in dev_ids], [ex for i, ex in enumerate(train) if i in dev_ids]
 
 
+def dev_sample(dev, sentences, seed):
+    """What a training stage's dev evaluations (the choice of the best step) score: all of dev when ``sentences``
+    is 0 or not below its size, else a fixed sample of ``sentences`` of its sentences drawn with ``seed`` (the
+    same at every evaluation and on every process), in dev's order."""
+    if sentences <= 0 or sentences >= len(dev):
+        return dev
+    keep = sorted(random.Random(f"dev sample {seed}").sample(range(len(dev)), sentences))
+    return [dev[i] for i in keep]
+
+
 def load_splits(args, label_list=None):
     """Return {'train', 'dev', 'test', 'labels', 'dev_source'}.
 
@@ -173,10 +183,12 @@ def read_unlabeled_file(path, held_out=()):
     return sentences, dropped
 
 
-def describe_splits(data, data_dir):
-    """One log line: sentences per split, where dev came from, where the data came from."""
-    return (f"train {len(data['train'])}, dev {len(data['dev'])} ({data['dev_source']}), test {len(data['test'])} "
-            f"sentences | {data_dir or 'PaddleNLP msra_ner'}")
+def describe_splits(data, data_dir, eval_sentences=0):
+    """One log line: sentences per split, where dev came from (and how many of it the dev evaluations score),
+    where the data came from."""
+    sample = f", {eval_sentences} of them scored at each evaluation" if 0 < eval_sentences < len(data["dev"]) else ""
+    return (f"train {len(data['train'])}, dev {len(data['dev'])} ({data['dev_source']}{sample}), test "
+            f"{len(data['test'])} sentences | {data_dir or 'PaddleNLP msra_ner'}")
 
 
 def check_same_dev_split(teacher_split, split):

@@ -7,7 +7,8 @@ from ner_ofa import model_io
 
 def rows(teacher_metrics, summary, exports, latency, model_dirs, lac=None):
     """One row per timed model: the teacher, every pair in fp32 (Paddle Inference) and INT8 (ONNX Runtime), and
-    LAC when timed (``lac``: its scores and latency). ``exports``: per pair, what export_pair returned;
+    LAC when timed (``lac``: its scores and latency). ``exports``: per pair, what export_pair returned (the test
+    scores of both exported graphs);
     ``latency`` and ``model_dirs``: per model name ("teacher", "<pair>", "<pair> int8")."""
     teacher_f1 = teacher_metrics["test"]["f1"]
 
@@ -22,10 +23,11 @@ def rows(teacher_metrics, summary, exports, latency, model_dirs, lac=None):
             "model_dir": model_dirs["teacher"]}]
     for name, row in summary["pairs"].items():
         width, depth = row["width"], row["depth"]
+        test = exports[name] if "test_f1" in exports[name] else row  # a run resumed from before exports were scored
         out.append({"name": f"width {width} depth {depth}", "width": width, "depth": depth, "precision": "fp32",
                     "parameters": exports[name]["parameters"], "dev_f1": row["dev_f1"], "best_step": row["best_step"],
-                    "test_precision": row["test_precision"], "test_recall": row["test_recall"],
-                    "test_f1": row["test_f1"], "f1_vs_teacher": vs_teacher(row["test_f1"]),
+                    "test_precision": test["test_precision"], "test_recall": test["test_recall"],
+                    "test_f1": test["test_f1"], "f1_vs_teacher": vs_teacher(test["test_f1"]),
                     "latency_seconds": latency[name], "model_dir": model_dirs[name]})
         int8_f1 = exports[name]["int8_f1"]
         out.append({"name": f"width {width} depth {depth}, INT8", "width": width, "depth": depth,

@@ -79,6 +79,8 @@ def parse_args(argv=None):
                    help="--teacher scratch: hidden and attention dropout (it is under-trained, not over-fitted); "
                         "a pretrained teacher keeps its checkpoint's")
     p.add_argument("--evaluations", type=int, help="dev evaluations per training stage; recipe")
+    p.add_argument("--eval_sentences", type=int, default=compress.EVAL_SENTENCES,
+                   help="dev sentences those evaluations score (a fixed seeded sample; 0: all of dev)")
     p.add_argument("--budget_minutes", type=float,
                    help="the whole run's budget: compress plans the step counts (within the epochs) to fit it; "
                         "0: none (the steps or epochs decide); recipe")
@@ -170,7 +172,8 @@ def main(args):
             "--teacher_lr", str(args.teacher_lr), "--teacher_epochs", str(args.teacher_epochs),
             "--teacher_steps", str(args.teacher_steps), "--ofa_lr", str(args.ofa_lr), "--ofa_epochs",
             str(args.ofa_epochs), "--ofa_steps", str(args.ofa_steps), *cli.distillation_argv(args),
-            "--evaluations", str(args.evaluations), "--procs", str(args.procs),
+            "--evaluations", str(args.evaluations), "--eval_sentences", str(args.eval_sentences),
+            "--procs", str(args.procs),
             "--bench_file", args.bench_file, "--threads", str(args.threads), "--repeats", str(args.repeats)]
     if args.budget_minutes:
         argv += ["--budget_minutes", str(args.budget_minutes)]
@@ -195,7 +198,7 @@ def main(args):
         "schedule": {k: getattr(args, k) for k in ("teacher", "max_seq_length", "batch_size", "teacher_lr",
                                                    "teacher_epochs", "teacher_steps", "ofa_lr", "ofa_epochs",
                                                    "ofa_steps", "lambda_logit", "lambda_rep", "depth_rep_target",
-                                                   "freeze_word_embeddings", "evaluations",
+                                                   "freeze_word_embeddings", "evaluations", "eval_sentences",
                                                    "budget_minutes", "seed", "width_mult_list", "depth_mult_list",
                                                    "pairs_per_step", "procs")},
         "plan": report["plan"], "planned_against_actual": report["planned_against_actual"],

@@ -65,6 +65,11 @@ def test_a_budgeted_run_ends_within_it_and_writes_everything(budgeted):
     assert set(report["planned_against_actual"]) == {"probe", "teacher", "ofa", "export", "latency"}
     names = [r["name"] for r in report["rows"] if r["name"] != "LAC"]
     assert names == ["teacher"] + [f"width {w} depth 1.0{kind}" for w in (1.0, 0.5) for kind in ("", ", INT8")]
+    # each pair's fp32 test F1 is its exported static graph's, scored by quantize_model.py; stage 2 scored no test
+    for name, pair in state["parts"]["ofa"]["result"]["pairs"].items():
+        row = next(r for r in report["rows"] if r["name"] == f"width {pair['width']} depth {pair['depth']}")
+        quantized = model_io.read_json(str(out / "export" / name / "int8" / "quantization.json"))
+        assert row["test_f1"] == quantized["scores"]["fp32_paddle"]["f1"] and "test_f1" not in pair, (row, pair)
     text = (out / "report.md").read_text(encoding="utf-8")
     assert report["recommended"]["name"] in text and "| width 0.5 depth 1.0, INT8" in text
 

@@ -3,7 +3,7 @@
 import pytest
 from conftest import fake_tokenizer
 
-from ner_ofa.data import load_splits, read_ner_file, read_unlabeled_file, split_dev
+from ner_ofa.data import dev_sample, load_splits, read_ner_file, read_unlabeled_file, split_dev
 from ner_ofa.features import (CharEncoder, IGNORE_INDEX, collate, make_windows, train_features, unlabeled_features,
                               window_owner)
 from ner_ofa.cli import UserError
@@ -175,3 +175,13 @@ def test_no_window_nearly_repeats_another_and_every_character_has_context():
 def test_split_dev_too_small():
     with pytest.raises(UserError, match="too few"):
         split_dev([{"chars": ["a"]}], 0.5, 0)
+
+
+def test_dev_sample_is_a_fixed_seeded_sample_in_dev_order():
+    dev = [{"chars": [str(i)], "labels": ["O"]} for i in range(100)]
+    sample = dev_sample(dev, 30, 42)
+    assert len(sample) == 30 and sample == dev_sample(dev, 30, 42)  # the same at every evaluation
+    assert [dev.index(ex) for ex in sample] == sorted(dev.index(ex) for ex in sample)
+    assert sample != dev_sample(dev, 30, 43) and sample != dev[:30]
+    for all_of_dev in (0, 100, 500):
+        assert dev_sample(dev, all_of_dev, 42) is dev

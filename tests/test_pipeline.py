@@ -13,7 +13,7 @@ import export_model_msra_ner_ofa as export_stage
 from ner_ofa.tools import predict
 import run_msra_ner
 import run_msra_ner_ofa
-from ner_ofa.data import read_ner_file, split_dev, write_ner_file
+from ner_ofa.data import dev_sample, read_ner_file, split_dev, write_ner_file
 from ner_ofa.features import CharEncoder
 from ner_ofa.labelling import spans_from_labels
 from ner_ofa.scoring import evaluate
@@ -245,3 +245,24 @@ def test_deploy_path_before_after_compares_one_session(chain, tmp_path):
     windows = make_windows(200, size)
     assert result["before"]["real_tokens"] == 3 * (21 + 2) + sum(e - s + 2 for s, e in windows) and len(windows) > 1
     assert result["scores"]["before"] == result["scores"]["after"]
+
+
+def test_eval_sentences_scores_a_dev_sample_in_both_stages_and_no_test_skips_test(tiny_demo, tmp_path):
+    """--eval_sentences 25 of the demo's 60 dev sentences: every evaluation of stage 1 and stage 2 scores exactly
+    that sample (its gold entities); stage 2's --no_test leaves test to whoever exports the pairs."""
+    data_dir = tiny_demo["data_dir"]
+    dev = read_ner_file(os.path.join(data_dir, "dev.tsv"))
+    sample = dev_sample(dev, 25, 42)
+    sample_entities = sum(len(spans_from_labels(ex["labels"])) for ex in sample)
+    assert 0 < sample_entities < sum(len(spans_from_labels(ex["labels"])) for ex in dev)
+    teacher = run_msra_ner.main(teacher_args(data_dir, tiny_demo["model_dir"], str(tmp_path / "t"), "--max_steps", "8",
+                                             "--save_steps", "4", "--eval_sentences", "25"))
+    assert [(p["dev"]["sentences"], p["dev"]["gold_chunks"]) for p in teacher["curve"]] == [(25, sample_entities)] * 2
+    summary = run_msra_ner_ofa.main(ofa_args(data_dir, str(tmp_path / "t" / "model_best"), str(tmp_path / "o"),
+                                             "--max_steps", "4", "--save_steps", "4", "--eval_sentences", "25",
+                                             "--no_test"))
+    for name, row in summary["pairs"].items():
+        assert "test_f1" not in row and row["best_step"] == 4, row
+        metrics = model_io.read_json(os.path.join(row["model_dir"], "metrics.json"))
+        assert "test" not in metrics and (metrics["dev"]["sentences"], metrics["dev"]["gold_chunks"]) == \
+            (25, sample_entities), metrics

@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 
-from ner_ofa.data import find_split_file, load_splits, read_unlabeled_file, write_ner_file
+from ner_ofa.data import dev_sample, find_split_file, load_splits, read_unlabeled_file, write_ner_file
 from ner_ofa.features import CharEncoder, train_features, unlabeled_features
 from ner_ofa import backends, cli, model_io, planner, report, stages, supernet, timing
 from ner_ofa.cli import UserError, logger
@@ -35,6 +35,9 @@ STATE_NAME = "compress_state.json"
 PROBE_STEPS = 10
 PROBE_TEST_SENTENCES = 100  # the probe scores this many test sentences; the planner scales by characters
 PROBE_DEV_RATIO = 0.02  # and, where dev is carved from train, a dev split this small (scaled the same way)
+# the selection evaluations' dev sample: on MSRA (4,500 dev sentences) a third of the cost, and
+# scripts/dev_sample_check.py measured how often it would rank two models the other way (docs/results.md)
+EVAL_SENTENCES = 1500
 
 
 def parse_args(argv=None):
@@ -66,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--ofa_steps", type=int, default=0, help="> 0: stage 2's steps, overriding its epochs and the plan")
     cli.add_distillation_args(p)
     p.add_argument("--evaluations", type=int, default=8, help="dev evaluations per training stage (best kept)")
+    p.add_argument("--eval_sentences", type=int, default=EVAL_SENTENCES,
+                   help="those evaluations score a fixed seeded sample of this many dev sentences (all of a smaller "
+                        "dev); 0: all of dev")
     p.add_argument("--procs", type=int, default=1,
                    help="training processes (paddle.distributed.launch; on a CPU one thread each); they share "
                         "--batch_size and the dev/test scoring")
@@ -178,6 +184,7 @@ def stage_common(args, test_file=None, dev_ratio=None):
     ``dev_ratio`` --dev_ratio (the probe's)."""
     common = ["--device", args.device, "--max_seq_length", str(args.max_seq_length), "--seed", str(args.seed),
               "--batch_size", str(args.batch_size // args.procs), "--dev_ratio", str(dev_ratio or args.dev_ratio),
+              "--eval_sentences", str(args.eval_sentences),
               "--data_format", "auto" if test_file else args.data_format]
     if args.data_dir:
         common += ["--data_dir", args.data_dir]
@@ -201,7 +208,7 @@ def ofa_argv(args, teacher_dir, output_dir, steps, save_steps, logging_steps=100
             "--max_steps", str(steps), "--save_steps", str(save_steps), "--logging_steps", str(logging_steps),
             *cli.distillation_argv(args), "--importance_batches", str(50 * args.procs),
             "--width_mult_list", *map(str, args.width_mult_list), "--depth_mult_list", *map(str, args.depth_mult_list),
-            "--pairs_per_step", str(args.pairs_per_step), *stage_common(args, test_file, dev_ratio)]
+            "--pairs_per_step", str(args.pairs_per_step), "--no_test", *stage_common(args, test_file, dev_ratio)]
 
 
 def run_training(args, script, argv, result_name, resume=False, stop_at=None):
@@ -217,7 +224,8 @@ def run_training(args, script, argv, result_name, resume=False, stop_at=None):
 
 
 def export_pair(args, row, out, test_file):
-    """Export one (width, depth) pair (sub-model, static graph) and quantize it to INT8, scored on test."""
+    """Export one (width, depth) pair (sub-model, static graph) and quantize it to INT8; both graphs are scored on
+    test (fp32 through Paddle Inference, INT8 through ONNX Runtime)."""
     export = stages.run_stage("export_model_msra_ner_ofa.py",
         ["--model_name_or_path", row["model_dir"], "--width_mult", str(row["width"]), "--depth_mult",
          str(row["depth"]), "--max_seq_length", str(args.max_seq_length),
@@ -228,7 +236,9 @@ def export_pair(args, row, out, test_file):
         ["--model_dir", os.path.join(out, "static"), "--output_dir", os.path.join(out, "int8"), "--data_file",
          test_file, "--threads", str(args.threads), "--batch_size", str(args.batch_size)],
         os.path.join(out, "int8", "quantization.json"))
+    fp32 = int8["scores"]["fp32_paddle"]
     return {"parameters": export["parameters"], "supernet_parameters": export["supernet_parameters"],
+            "test_precision": fp32["precision"], "test_recall": fp32["recall"], "test_f1": fp32["f1"],
             "int8_f1": int8["f1"]["int8_onnxruntime"], "int8_f1_change_points": round(int8["f1_change_points"], 3)}
 
 
@@ -286,8 +296,9 @@ def probe(args, run, data, test_file, bench_texts, skip_teacher):
     # split other than the one that teacher was scored on
     if not skip_teacher and data["dev_split"]["from"] == "train" and args.dev_ratio > PROBE_DEV_RATIO:
         dev_ratio = PROBE_DEV_RATIO
-        dev_scale = characters(data["dev"]) / max(1, characters(load_splits(argparse.Namespace(
-            **dict(vars(args), dev_ratio=dev_ratio)))["dev"]))
+        probe_dev = load_splits(argparse.Namespace(**dict(vars(args), dev_ratio=dev_ratio)))["dev"]
+        dev_scale = characters(dev_sample(data["dev"], args.eval_sentences, args.seed)) / max(
+            1, characters(dev_sample(probe_dev, args.eval_sentences, args.seed)))
     scales = {"test_scale": test_scale, "dev_scale": dev_scale}
     measured = {}
     teacher_dir = args.model_name_or_path
