@@ -9,7 +9,8 @@ into an OFA supernet; every training step runs the teacher once and each width (
 --depth_mult_list each (width, depth) pair, depth keeping ner_ofa.supernet.kept_layers -- with loss
 ``lambda_logit * soft-CE(student logits, teacher logits) + lambda_rep * MSE(hidden states)``; every
 --save_steps each width is scored on dev and the best supernet weights *for that width* are kept in
-OUTPUT_DIR/model_<width>/. At the end each width's best is scored on test; OUTPUT_DIR/summary.json lists both.
+OUTPUT_DIR/model_<width>/ (dev: the --eval_sentences sample when one is set). At the end each width's best is
+scored on test, unless --no_test; OUTPUT_DIR/summary.json lists both.
 
 DynaBERT's two phases: train a width-only supernet first (--depth_mult_list 1.0), then pass one of its
 model_<width>/ directories as --model_name_or_path of a second run with depths: that run starts from the
@@ -312,11 +313,14 @@ def main(args):
     if unlabeled:
         summary["unlabeled"] = unlabeled
     for width, depth in pairs.all:
-        name, kept = pairs.name(width, depth), best.progress["best"][pairs.name(width, depth)]
+        name = pairs.name(width, depth)
+        kept = best.progress["best"][name]
         summary["pairs"][name] = {"width": width, "depth": depth, "best_step": kept["step"], "dev_f1": kept["f1"],
                                   "model_dir": pairs.dir(args.output_dir, width, depth)}
+        logger.info("width %s depth %s: best dev F1 %.4f (step %s) | %s", width, depth, kept["f1"], kept["step"],
+                    summary["pairs"][name]["model_dir"])
         if not args.no_test:
-            summary["pairs"][name].update(score_on_test(ofa_model, pairs, width, depth, kept, data, encoder, args,
+            summary["pairs"][name].update(score_on_test(ofa_model, pairs, width, depth, data, encoder, args,
                                                         trainer.ranks))
     if rank == 0:
         summary["seconds"] = round(training.clock() - started, 1)
@@ -358,7 +362,7 @@ def reorder_by_importance(student, dev, encoder, label_list, args, ranks):
                 len(dev_batches), np.argsort(-head_importance[0], kind="stable").tolist())
 
 
-def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args, ranks):
+def score_on_test(ofa_model, pairs, width, depth, data, encoder, args, ranks):
     """Load the weights kept for (width, depth), run the supernet there on test (every process its share), add
     the scores to that directory's metrics.json (rank 0); returns the test scores of the pair's summary row."""
     import paddle
@@ -371,8 +375,8 @@ def score_on_test(ofa_model, pairs, width, depth, best, data, encoder, args, ran
     if ranks.rank == 0:
         metrics = model_io.read_json(os.path.join(path, "metrics.json"))
         model_io.write_json(os.path.join(path, "metrics.json"), dict(metrics, test=test))
-    logger.info("width %s depth %s: best dev F1 %.4f (step %d) | test P %.4f R %.4f F1 %.4f | %s", width, depth,
-                best["f1"], best["step"], test["precision"], test["recall"], test["f1"], path)
+    logger.info("width %s depth %s: test P %.4f R %.4f F1 %.4f", width, depth, test["precision"], test["recall"],
+                test["f1"])
     return {"test_precision": test["precision"], "test_recall": test["recall"], "test_f1": test["f1"]}
 
 

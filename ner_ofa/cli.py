@@ -157,6 +157,14 @@ def add_model_data_args(parser, model_help, model_default="bert-base-chinese"):
     parser.add_argument("--seed", type=int, default=42, help="random seed (data order, dev split, init)")
 
 
+def non_negative_int(text):
+    """argparse type: a count where 0 means "all" (a negative one is refused before anything runs)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or positive, got {value}")
+    return value
+
+
 def add_training_args(parser, lr, epochs):
     parser.add_argument("--batch_size", type=int, default=32, help="sentences (windows) per batch, per card")
     parser.add_argument("--learning_rate", type=float, default=lr, help="peak learning rate of AdamW")
@@ -166,7 +174,7 @@ def add_training_args(parser, lr, epochs):
     parser.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay (not on bias/norm)")
     parser.add_argument("--logging_steps", type=int, default=100, help="log one line every N steps")
     parser.add_argument("--save_steps", type=int, default=500, help="evaluate on dev (and keep the best) every N steps")
-    parser.add_argument("--eval_sentences", type=int, default=0,
+    parser.add_argument("--eval_sentences", type=non_negative_int, default=0,
                         help="the dev evaluations during training (which pick the best step) score a fixed seeded "
                              "sample of this many dev sentences; 0: all of dev")
     parser.add_argument("--output_dir", required=True, help="where the best model(s) and metrics go")

@@ -38,7 +38,8 @@ def stage_costs(measured):
 
 
 def stage_tail(measured):
-    """Seconds a stage still needs once it stops training: a last dev evaluation and the test scoring."""
+    """Seconds a stage still needs once it stops training: a last dev evaluation and what the stage does after
+    training (stage 1's test scoring; stage 2's, without --no_test)."""
     _, evaluation, _ = stage_costs(measured)
     return evaluation + measured.get("after_training_seconds", 0.0) * measured.get("test_scale", 1.0)
 
@@ -51,8 +52,8 @@ def time_to_train(seconds_left, after_seconds):
 
 def stop_at(budget_end, plan, stage, measured):
     """The wall-clock time at which ``stage`` ("teacher" or "ofa") must stop training so that what the plan puts
-    after it still fits before ``budget_end``: its own last evaluation and test scoring, then the later parts (the
-    export and timing at RESERVE times their estimate)."""
+    after it still fits before ``budget_end``: its own last evaluation and after-training work (:func:`stage_tail`),
+    then the later parts (the export and timing at RESERVE times their estimate)."""
     after = plan["after_teacher_seconds"] if stage == "teacher" else plan["after_ofa_seconds"]
     return budget_end - after - (RESERVE - 1) * plan["after_ofa_seconds"] - stage_tail(measured[stage])
 

@@ -239,7 +239,8 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
                 started = clock()
                 evaluate_and_keep_best(step, epoch)  # every process scores its share of dev
                 if self.rank == 0:
-                    save_checkpoint(args.output_dir, self.model, self.optimizer, {"step": step, "state": progress})
+                    save_checkpoint(args.output_dir, self.model, self.optimizer,
+                                    {"step": step, "state": progress, "eval_sentences": self._eval_sentences()})
                 barrier(self.world_size)
                 timing["evaluations"] += 1
                 timing["evaluation_seconds"] += clock() - started
@@ -249,6 +250,9 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
             print(f"rank {self.rank}: step {step} weights checksum {weights_checksum(self.model)}", file=sys.stderr,
                   flush=True)
         return step
+
+    def _eval_sentences(self):
+        return getattr(self.args, "eval_sentences", 0)
 
     def _past_stop_at(self):
         """Whether --stop_at has passed, agreed by every process (so that all stop at the same step)."""
@@ -266,6 +270,11 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
         if restored is None:
             logger.warning("--resume: no checkpoint in %s; starting at step 0", output_dir)
             return 0
+        # the best F1 so far was scored on the checkpoint's dev sample: a resumed run must score the same one
+        saved = restored.get("eval_sentences", 0)  # a checkpoint written before the flag scored all of dev
+        if saved != self._eval_sentences():
+            raise UserError(f"--resume: the checkpoint in {output_dir} was scored with --eval_sentences {saved}, "
+                            f"this run asks for {self._eval_sentences()}")
         progress.update(restored["state"])
         for key, path in (kept_dirs() if kept_dirs else {}).items():
             best_from_saved(progress["best"] if key is None else progress["best"][key], path, restored["step"])

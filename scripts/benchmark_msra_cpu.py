@@ -79,7 +79,7 @@ def parse_args(argv=None):
                    help="--teacher scratch: hidden and attention dropout (it is under-trained, not over-fitted); "
                         "a pretrained teacher keeps its checkpoint's")
     p.add_argument("--evaluations", type=int, help="dev evaluations per training stage; recipe")
-    p.add_argument("--eval_sentences", type=int, default=compress.EVAL_SENTENCES,
+    p.add_argument("--eval_sentences", type=cli.non_negative_int, default=compress.EVAL_SENTENCES,
                    help="dev sentences those evaluations score (a fixed seeded sample; 0: all of dev)")
     p.add_argument("--budget_minutes", type=float,
                    help="the whole run's budget: compress plans the step counts (within the epochs) to fit it; "

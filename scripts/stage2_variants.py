@@ -45,6 +45,8 @@ def parse_args(argv=None):
         if not sep or not name or "/" in name or name in variants:
             p.error(f"--variant {text!r}: give NAME=FLAGS with a new name and no '/'")
         variants[name] = shlex.split(flags)
+        if "--no_test" in variants[name]:
+            p.error(f"--variant {text!r}: the variants are compared on test F1; --no_test would leave none")
     args.variants = variants
     return args
 

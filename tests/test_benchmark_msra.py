@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import pytest
+
 from conftest import REPO
 
 from ner_ofa.data import write_ner_file
@@ -113,6 +115,8 @@ def test_stage2_variants_run_each_recipe_once_and_table_them(trained, tmp_path):
     assert os.path.getmtime(str(tmp_path / "w" / "base" / "summary.json")) == mtime
     with pytest.raises(SystemExit):
         study.parse_args(argv + ["--variant", "base=--lambda_rep 0"])  # a name used twice
+    with pytest.raises(SystemExit):
+        study.parse_args(argv + ["--variant", "quick=--no_test"])  # no test F1 to compare
 
 
 def _stage_log(path, events):
@@ -158,3 +162,10 @@ def test_stage_wall_from_log_splits_a_stage_and_projects_a_recipe(tmp_path):
     assert result["recipe"]["projected_wall_seconds"] == 20 + 15 + 60
     # 150 - 35 fixed leaves 115 s for steps in the recipe's 2:1 ratio
     assert result["budget"]["steps"] == {"teacher": int(40 * 115 / 60), "ofa": int(20 * 115 / 60)}
+
+
+def test_a_negative_eval_sentences_is_refused_by_the_parser(capsys):
+    assert driver.parse_args(["--eval_sentences", "0"]).eval_sentences == 0
+    with pytest.raises(SystemExit):
+        driver.parse_args(["--eval_sentences", "-1"])
+    assert "--eval_sentences: must be 0 or positive, got -1" in capsys.readouterr().err

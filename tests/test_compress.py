@@ -39,7 +39,7 @@ def budgeted(tiny_demo, tmp_path_factory):
     try:
         report = compress.main(compress_args(tiny_demo, out, "--budget_minutes", str(BUDGET_MINUTES),
                                              "--teacher_epochs", "500", "--ofa_epochs", "500",
-                                             "--depth_mult_list", "1.0"))
+                                             "--depth_mult_list", "1.0", "--eval_sentences", "25"))
     finally:
         cli.logger.removeHandler(handler)
     return {"out": out, "report": report, "seconds": time.time() - started, "log": lines}
@@ -65,8 +65,11 @@ def test_a_budgeted_run_ends_within_it_and_writes_everything(budgeted):
     assert set(report["planned_against_actual"]) == {"probe", "teacher", "ofa", "export", "latency"}
     names = [r["name"] for r in report["rows"] if r["name"] != "LAC"]
     assert names == ["teacher"] + [f"width {w} depth 1.0{kind}" for w in (1.0, 0.5) for kind in ("", ", INT8")]
+    # both stages' evaluations scored the 25-sentence dev sample (of the demo's 60)
+    assert {point["dev"]["sentences"] for point in state["parts"]["teacher"]["result"]["curve"]} == {25}
     # each pair's fp32 test F1 is its exported static graph's, scored by quantize_model.py; stage 2 scored no test
     for name, pair in state["parts"]["ofa"]["result"]["pairs"].items():
+        assert model_io.read_json(os.path.join(pair["model_dir"], "metrics.json"))["dev"]["sentences"] == 25
         row = next(r for r in report["rows"] if r["name"] == f"width {pair['width']} depth {pair['depth']}")
         quantized = model_io.read_json(str(out / "export" / name / "int8" / "quantization.json"))
         assert row["test_f1"] == quantized["scores"]["fp32_paddle"]["f1"] and "test_f1" not in pair, (row, pair)
@@ -141,6 +144,31 @@ def test_resume_without_a_run_and_a_bad_budget_are_one_line(tiny_demo, tmp_path)
     assert not (tmp_path / "none").exists()
     with pytest.raises(SystemExit):
         compress_args(tiny_demo, tmp_path / "x", "--budget_minutes", "0")
+
+
+def test_resume_of_a_run_saved_before_eval_sentences_existed(tiny_demo, tmp_path):
+    """A run saved before --eval_sentences scored all of dev: resuming it needs --eval_sentences 0, and says so."""
+    out = tmp_path / "out"
+    out.mkdir()
+    old = compress_args(tiny_demo, out, "--eval_sentences", "0")
+    flags = {k: v for k, v in vars(old).items() if k not in compress.RESUMABLE and k != "eval_sentences"}
+    model_io.write_json(str(out / compress.STATE_NAME), {"args": flags, "parts": {}, "spent_seconds": 1.0})
+    with pytest.raises(cli.UserError, match="started with --eval_sentences 0, this one asks for 1500"):
+        compress.Run(compress_args(tiny_demo, out, "--resume"))
+    assert compress.Run(compress_args(tiny_demo, out, "--resume", "--eval_sentences", "0")).spent_before == 1.0
+    with pytest.raises(SystemExit):  # refused by the parser, before anything is written
+        compress_args(tiny_demo, tmp_path / "new", "--eval_sentences", "-1")
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_probe_scales_evaluations_by_the_dev_samples(tiny_demo):
+    """The probe's dev split is smaller than the real one; with --eval_sentences both evaluations score a sample,
+    so the real run's evaluation costs (sample characters) / (probe sample characters) probe evaluations."""
+    sentence = {"chars": list("一二三四五六七八九十"), "labels": ["O"] * 10}
+    dev, probe_dev = [sentence] * 100, [sentence] * 10
+    assert compress.evaluation_scale(dev, probe_dev, 0, 42) == 10.0  # all of each
+    assert compress.evaluation_scale(dev, probe_dev, 20, 42) == 2.0  # 20 sentences against the probe's 10
+    assert compress.evaluation_scale(dev, probe_dev, 5, 42) == 1.0
 
 
 def test_an_unlabeled_file_is_checked_first_and_passed_to_stage_2(tiny_demo, tmp_path):

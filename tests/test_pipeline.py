@@ -1,5 +1,7 @@
 """The demo chain end to end through the scripts' main(): teacher -> OFA (2 widths) -> export -> predict."""
+import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -139,10 +141,12 @@ def test_other_label_set_with_labels_file_and_dev_from_train(tmp_path):
     assert logits.shape == (1, 4, 17)
 
 
-HELP_SCRIPTS = ("run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py", "predict.py",
-                "quantize_model.py", "benchmark.py", "demo_data.py", os.path.join("scripts", "benchmark_msra_cpu.py"),
-                os.path.join("scripts", "compare_kept_layers.py"), os.path.join("scripts", "train_step_speed.py"),
-                os.path.join("scripts", "stage2_variants.py"), os.path.join("scripts", "stage_wall_from_log.py"))
+HELP_SCRIPTS = ("run_msra_ner.py", "run_msra_ner_ofa.py", "export_model_msra_ner_ofa.py", "compress.py", "predict.py",
+                "quantize_model.py", "benchmark.py", "serve.py", "demo_data.py") + tuple(
+    os.path.join("scripts", name) for name in (
+        "benchmark_msra_cpu.py", "compare_kept_layers.py", "deploy_path_before_after.py", "dev_sample_check.py",
+        "eval_split_speed.py", "get_pretrained_zh.py", "load_test_serve.py", "stage2_variants.py",
+        "stage_wall_from_log.py", "train_step_speed.py"))
 
 
 def script_parser(script, monkeypatch):
@@ -170,7 +174,8 @@ def script_parser(script, monkeypatch):
 @pytest.mark.parametrize("script", HELP_SCRIPTS)
 def test_every_flag_has_help(script, monkeypatch):
     parser = script_parser(script, monkeypatch)
-    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    # an internal flag (a worker process's, help=SUPPRESS) is hidden on purpose
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help" and a.help != argparse.SUPPRESS]
     assert flags
     undocumented = [a.option_strings[0] for a in flags if not (a.help or "").strip()]
     assert not undocumented, f"{script}: flags without help: {undocumented}"
@@ -247,9 +252,10 @@ def test_deploy_path_before_after_compares_one_session(chain, tmp_path):
     assert result["scores"]["before"] == result["scores"]["after"]
 
 
-def test_eval_sentences_scores_a_dev_sample_in_both_stages_and_no_test_skips_test(tiny_demo, tmp_path):
+def test_eval_sentences_scores_a_dev_sample_in_both_stages_and_no_test_skips_test(tiny_demo, tmp_path, caplog):
     """--eval_sentences 25 of the demo's 60 dev sentences: every evaluation of stage 1 and stage 2 scores exactly
-    that sample (its gold entities); stage 2's --no_test leaves test to whoever exports the pairs."""
+    that sample (its gold entities); stage 2's --no_test leaves test to whoever exports the pairs. --resume with
+    another sample is refused (the checkpoint's best F1 was scored on this one)."""
     data_dir = tiny_demo["data_dir"]
     dev = read_ner_file(os.path.join(data_dir, "dev.tsv"))
     sample = dev_sample(dev, 25, 42)
@@ -258,11 +264,17 @@ def test_eval_sentences_scores_a_dev_sample_in_both_stages_and_no_test_skips_tes
     teacher = run_msra_ner.main(teacher_args(data_dir, tiny_demo["model_dir"], str(tmp_path / "t"), "--max_steps", "8",
                                              "--save_steps", "4", "--eval_sentences", "25"))
     assert [(p["dev"]["sentences"], p["dev"]["gold_chunks"]) for p in teacher["curve"]] == [(25, sample_entities)] * 2
-    summary = run_msra_ner_ofa.main(ofa_args(data_dir, str(tmp_path / "t" / "model_best"), str(tmp_path / "o"),
-                                             "--max_steps", "4", "--save_steps", "4", "--eval_sentences", "25",
-                                             "--no_test"))
+    with pytest.raises(cli.UserError, match="scored with --eval_sentences 25, this run asks for 0"):
+        run_msra_ner.main(teacher_args(data_dir, tiny_demo["model_dir"], str(tmp_path / "t"), "--max_steps", "8",
+                                       "--save_steps", "4", "--resume"))
+    with caplog.at_level(logging.INFO, logger="msra_ner_ofa"):
+        summary = run_msra_ner_ofa.main(ofa_args(data_dir, str(tmp_path / "t" / "model_best"), str(tmp_path / "o"),
+                                                 "--max_steps", "4", "--save_steps", "4", "--eval_sentences", "25",
+                                                 "--no_test"))
     for name, row in summary["pairs"].items():
-        assert "test_f1" not in row and row["best_step"] == 4, row
         metrics = model_io.read_json(os.path.join(row["model_dir"], "metrics.json"))
+        assert "test_f1" not in row and row["dev_f1"] == metrics["dev"]["f1"], (row, metrics)
         assert "test" not in metrics and (metrics["dev"]["sentences"], metrics["dev"]["gold_chunks"]) == \
             (25, sample_entities), metrics
+        width, depth = row["width"], row["depth"]
+        assert f"width {width} depth {depth}: best dev F1 {row['dev_f1']:.4f} (step 4)" in caplog.text

@@ -69,7 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--ofa_steps", type=int, default=0, help="> 0: stage 2's steps, overriding its epochs and the plan")
     cli.add_distillation_args(p)
     p.add_argument("--evaluations", type=int, default=8, help="dev evaluations per training stage (best kept)")
-    p.add_argument("--eval_sentences", type=int, default=EVAL_SENTENCES,
+    p.add_argument("--eval_sentences", type=cli.non_negative_int, default=EVAL_SENTENCES,
                    help="those evaluations score a fixed seeded sample of this many dev sentences (all of a smaller "
                         "dev); 0: all of dev")
     p.add_argument("--procs", type=int, default=1,
@@ -90,6 +90,8 @@ def parse_args(argv=None):
 
 # flags that may change between an interrupted run and its --resume
 RESUMABLE = ("resume", "progress_seconds")
+# flags added since runs were first saved: the value a run saved without one had (all of dev was scored)
+ADDED_FLAGS = {"eval_sentences": 0}
 
 
 class Run:
@@ -103,10 +105,11 @@ class Run:
             if not os.path.isfile(self.path):
                 raise UserError(f"--resume: {self.path} not found; nothing to resume in {args.output_dir}")
             self.state = model_io.read_json(self.path)
+            saved = dict(ADDED_FLAGS, **self.state["args"])
             for key, value in flags.items():
-                if self.state["args"].get(key) != value:
+                if saved.get(key) != value:
                     raise UserError(f"--resume: the run in {args.output_dir} was started with --{key} "
-                                    f"{self.state['args'].get(key)}, this one asks for {value}")
+                                    f"{saved.get(key)}, this one asks for {value}")
         else:
             if os.path.isdir(args.output_dir) and os.listdir(args.output_dir):
                 raise UserError(f"{args.output_dir} is not empty: give a new --output_dir, or --resume to continue "
@@ -253,6 +256,13 @@ def characters(examples):
     return sum(len(ex["chars"]) for ex in examples)
 
 
+def evaluation_scale(dev, probe_dev, eval_sentences, seed):
+    """How many times more characters a dev evaluation of the real run scores than one of the probe: each scores
+    the --eval_sentences sample of its own dev split (all of it when that is smaller)."""
+    return characters(dev_sample(dev, eval_sentences, seed)) / max(
+        1, characters(dev_sample(probe_dev, eval_sentences, seed)))
+
+
 def read_bench_texts(path):
     if not os.path.isfile(path):
         raise UserError(f"--bench_file {path}: not found")
@@ -297,8 +307,7 @@ def probe(args, run, data, test_file, bench_texts, skip_teacher):
     if not skip_teacher and data["dev_split"]["from"] == "train" and args.dev_ratio > PROBE_DEV_RATIO:
         dev_ratio = PROBE_DEV_RATIO
         probe_dev = load_splits(argparse.Namespace(**dict(vars(args), dev_ratio=dev_ratio)))["dev"]
-        dev_scale = characters(dev_sample(data["dev"], args.eval_sentences, args.seed)) / max(
-            1, characters(dev_sample(probe_dev, args.eval_sentences, args.seed)))
+        dev_scale = evaluation_scale(data["dev"], probe_dev, args.eval_sentences, args.seed)
     scales = {"test_scale": test_scale, "dev_scale": dev_scale}
     measured = {}
     teacher_dir = args.model_name_or_path
