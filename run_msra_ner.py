@@ -65,6 +65,8 @@ def main(args):
     encoder = CharEncoder(tokenizer)
     model, origin = model_io.load_teacher_start(args.model_name_or_path, len(label_list), label_list)
     cli.check_max_seq_length(args.max_seq_length, model.bert.config)
+    dev_record = training.dev_sample_record(dev_sample(data["dev"], args.eval_sentences, args.seed))
+    training.check_resume_dev_sample(args, dev_record)
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
         training.check_free_space(args.output_dir, model_io.count_parameters(model), copies=5)
@@ -77,7 +79,7 @@ def main(args):
     # 1. the training windows and the run that learns from them
     label_to_id = {label: i for i, label in enumerate(label_list)}
     features = train_features(data["train"], encoder, label_to_id, args.max_seq_length)
-    trainer = training.Trainer(args, model, features, encoder, rank, world_size, scalars)
+    trainer = training.Trainer(args, model, features, encoder, rank, world_size, scalars, dev_record)
     train_model = paddle.DataParallel(model) if world_size > 1 else model
     training.recover_run_outputs(args.output_dir, ["model_best"], rank, world_size)
     best = BestTeacher(args, model, tokenizer, encoder, data, scalars, trainer.ranks)

@@ -10,7 +10,7 @@ into an OFA supernet; every training step runs the teacher once and each width (
 ``lambda_logit * soft-CE(student logits, teacher logits) + lambda_rep * MSE(hidden states)``; every
 --save_steps each width is scored on dev and the best supernet weights *for that width* are kept in
 OUTPUT_DIR/model_<width>/ (dev: the --eval_sentences sample when one is set). At the end each width's best is
-scored on test, unless --no_test; OUTPUT_DIR/summary.json lists both.
+scored on test, unless --no_test; OUTPUT_DIR/summary.json lists the dev (and test) F1 of each.
 
 DynaBERT's two phases: train a width-only supernet first (--depth_mult_list 1.0), then pass one of its
 model_<width>/ directories as --model_name_or_path of a second run with depths: that run starts from the
@@ -247,6 +247,8 @@ def main(args):
     data = load_splits(args, label_list=label_list)
     check_same_dev_split(teacher_info.get("dev_split"), data["dev_split"])
     check_same_data(teacher_info.get("data"), data)
+    dev_record = training.dev_sample_record(dev_sample(data["dev"], args.eval_sentences, args.seed))
+    training.check_resume_dev_sample(args, dev_record)
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
         training.check_free_space(args.output_dir, model_io.count_parameters(teacher), copies=4 + len(pairs.all))
@@ -295,7 +297,7 @@ def main(args):
                     "dropped (dev or test sentences)", args.unlabeled_file, len(sentences), len(extra), len(features),
                     dropped)
         features = features + extra
-    trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size, scalars)
+    trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size, scalars, dev_record)
     training.recover_run_outputs(args.output_dir, [os.path.basename(pairs.dir("", *p)) for p in pairs.all], rank,
                                  world_size)
     best = BestPerPair(args, ofa_model, pairs, config, tokenizer, encoder, data, scalars,

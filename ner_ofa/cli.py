@@ -159,7 +159,10 @@ def add_model_data_args(parser, model_help, model_default="bert-base-chinese"):
 
 def non_negative_int(text):
     """argparse type: a count where 0 means "all" (a negative one is refused before anything runs)."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or positive, got {value}")
     return value

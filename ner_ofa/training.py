@@ -17,6 +17,7 @@ from ner_ofa.model_io import (
     swap_into_place,
     write_json,
 )
+from ner_ofa.data import sentences_sha256
 from ner_ofa.features import collate
 
 
@@ -177,6 +178,27 @@ def load_checkpoint(output_dir, model, optimizer):
     return read_json(os.path.join(path, "trainer_state.json"))
 
 
+def dev_sample_record(sample):
+    """What identifies the dev sentences a stage's evaluations score (its --eval_sentences sample)."""
+    return {"sentences": len(sample), "sha256": sentences_sha256(sample)}
+
+
+def check_resume_dev_sample(args, record):
+    """Before anything is written: --resume must score the dev sentences the checkpoint's best F1 was scored on
+    (``record``: :func:`dev_sample_record` of this run's sample)."""
+    path = os.path.join(args.output_dir, CHECKPOINT_DIR, "trainer_state.json")
+    if not getattr(args, "resume", False) or not os.path.isfile(path):
+        return
+    saved = read_json(path).get("dev_sample")
+    if saved is None:
+        logger.warning("--resume: the checkpoint in %s does not say which dev sentences its best F1 was scored on "
+                       "(it predates --eval_sentences); this run scores %d", args.output_dir, record["sentences"])
+    elif saved != record:
+        raise UserError(f"--resume: the checkpoint in {args.output_dir} scored {saved['sentences']} dev sentences "
+                        f"(sha256 {saved['sha256'][:12]}), this run would score {record['sentences']} (sha256 "
+                        f"{record['sha256'][:12]}); give the --eval_sentences, --seed and dev data it started with")
+
+
 class Trainer:
     """One training run of a stage.
 
@@ -189,11 +211,12 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
     learning curve) -- is checkpointed with the weights and restored in place by --resume. Dropout is seeded from
     (seed, step, rank), so a resumed run on the CPU repeats the uninterrupted one exactly."""
 
-    def __init__(self, args, model, features, encoder, rank, world_size, scalars=None):
+    def __init__(self, args, model, features, encoder, rank, world_size, scalars=None, dev_sample=None):
         self.args, self.model, self.features, self.encoder = args, model, features, encoder
         self.rank, self.world_size = rank, world_size
         self.ranks = Ranks(rank, world_size)
         self.scalars = scalars or NoScalars()
+        self.dev_sample = dev_sample  # which dev sentences the evaluations score (dev_sample_record), checkpointed
         self.step = 0  # the step being trained (what per-step draws that must agree across ranks are seeded by)
         self.sampler = make_batch_sampler([len(ids) for ids, _ in features], args.batch_size, args.seed)
         self.num_steps = total_steps(args, len(self.sampler))
@@ -240,7 +263,7 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
                 evaluate_and_keep_best(step, epoch)  # every process scores its share of dev
                 if self.rank == 0:
                     save_checkpoint(args.output_dir, self.model, self.optimizer,
-                                    {"step": step, "state": progress, "eval_sentences": self._eval_sentences()})
+                                    {"step": step, "state": progress, "dev_sample": self.dev_sample})
                 barrier(self.world_size)
                 timing["evaluations"] += 1
                 timing["evaluation_seconds"] += clock() - started
@@ -250,9 +273,6 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
             print(f"rank {self.rank}: step {step} weights checksum {weights_checksum(self.model)}", file=sys.stderr,
                   flush=True)
         return step
-
-    def _eval_sentences(self):
-        return getattr(self.args, "eval_sentences", 0)
 
     def _past_stop_at(self):
         """Whether --stop_at has passed, agreed by every process (so that all stop at the same step)."""
@@ -270,11 +290,6 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
         if restored is None:
             logger.warning("--resume: no checkpoint in %s; starting at step 0", output_dir)
             return 0
-        # the best F1 so far was scored on the checkpoint's dev sample: a resumed run must score the same one
-        saved = restored.get("eval_sentences", 0)  # a checkpoint written before the flag scored all of dev
-        if saved != self._eval_sentences():
-            raise UserError(f"--resume: the checkpoint in {output_dir} was scored with --eval_sentences {saved}, "
-                            f"this run asks for {self._eval_sentences()}")
         progress.update(restored["state"])
         for key, path in (kept_dirs() if kept_dirs else {}).items():
             best_from_saved(progress["best"] if key is None else progress["best"][key], path, restored["step"])

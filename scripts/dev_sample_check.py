@@ -36,13 +36,16 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=42, help="the stages' --seed (dev split and fixed sample)")
     p.add_argument("--model", action="append", required=True,
                    help="NAME=DIR: an exported static graph or INT8 directory (predict.py's --model_dir); twice or more")
-    p.add_argument("--sentences", type=int, nargs="+", default=[1500], help="sample sizes to check")
+    p.add_argument("--sentences", type=cli.non_negative_int, nargs="+", default=[1500],
+                   help="sample sizes to check (positive)")
     p.add_argument("--draws", type=int, default=2000, help="random samples per size")
     p.add_argument("--threads", type=int, default=2, help="CPU threads of each model")
     p.add_argument("--results", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
     if len(args.model) < 2 or any("=" not in m for m in args.model):
         p.error("give --model NAME=DIR at least twice")
+    if 0 in args.sentences:
+        p.error("--sentences: a sample size must be positive")
     return args
 
 

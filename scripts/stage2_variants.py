@@ -19,6 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from ner_ofa import cli, model_io, stages, timing  # noqa: E402
+import run_msra_ner_ofa  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -45,9 +46,10 @@ def parse_args(argv=None):
         if not sep or not name or "/" in name or name in variants:
             p.error(f"--variant {text!r}: give NAME=FLAGS with a new name and no '/'")
         variants[name] = shlex.split(flags)
-        if "--no_test" in variants[name]:
-            p.error(f"--variant {text!r}: the variants are compared on test F1; --no_test would leave none")
     args.variants = variants
+    for name in variants:  # as stage 2 reads them (an abbreviated --no_t is --no_test too)
+        if run_msra_ner_ofa.parse_args(variant_argv(args, name, variants[name])).no_test:
+            p.error(f"--variant {name}: the variants are compared on test F1; --no_test would leave none")
     return args
 
 

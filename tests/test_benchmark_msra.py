@@ -116,7 +116,7 @@ def test_stage2_variants_run_each_recipe_once_and_table_them(trained, tmp_path):
     with pytest.raises(SystemExit):
         study.parse_args(argv + ["--variant", "base=--lambda_rep 0"])  # a name used twice
     with pytest.raises(SystemExit):
-        study.parse_args(argv + ["--variant", "quick=--no_test"])  # no test F1 to compare
+        study.parse_args(argv + ["--variant", "quick=--no_tes"])  # no test F1 to compare (as stage 2 reads it)
 
 
 def _stage_log(path, events):

@@ -503,3 +503,28 @@ def test_stop_at_ends_training_with_an_evaluation_at_the_first_step_after_it(mon
     evaluated.clear()
     assert trainer.run(forward_backward, lambda step, epoch: evaluated.append(step), {}) == 9
     assert evaluated == [4, 8, 9]
+
+
+def test_resume_checks_the_dev_sample_the_checkpoint_scored(tmp_path, caplog):
+    """--resume must score the dev sentences the checkpoint's best F1 was scored on; a checkpoint from before the
+    record exists is resumed with a warning."""
+    import argparse
+
+    from ner_ofa.data import dev_sample
+
+    dev = [{"chars": list(f"句子{i}"), "labels": ["O"] * (len(str(i)) + 2)} for i in range(40)]
+    record = training.dev_sample_record(dev_sample(dev, 10, 42))
+    args = argparse.Namespace(output_dir=str(tmp_path), resume=True)
+    training.check_resume_dev_sample(args, record)  # no checkpoint yet: nothing to check
+    state = tmp_path / training.CHECKPOINT_DIR / "trainer_state.json"
+    state.parent.mkdir()
+    model_io.write_json(str(state), {"step": 4, "state": {}, "dev_sample": record})
+    training.check_resume_dev_sample(args, record)
+    for other in (training.dev_sample_record(dev_sample(dev, 10, 7)), training.dev_sample_record(dev)):
+        with pytest.raises(cli.UserError, match="scored 10 dev sentences"):
+            training.check_resume_dev_sample(args, other)
+    training.check_resume_dev_sample(argparse.Namespace(output_dir=str(tmp_path), resume=False), other)
+    model_io.write_json(str(state), {"step": 4, "state": {}})
+    with caplog.at_level(logging.WARNING, logger="msra_ner_ofa"):
+        training.check_resume_dev_sample(args, record)
+    assert "predates --eval_sentences" in caplog.text

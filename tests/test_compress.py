@@ -156,9 +156,8 @@ def test_resume_of_a_run_saved_before_eval_sentences_existed(tiny_demo, tmp_path
     with pytest.raises(cli.UserError, match="started with --eval_sentences 0, this one asks for 1500"):
         compress.Run(compress_args(tiny_demo, out, "--resume"))
     assert compress.Run(compress_args(tiny_demo, out, "--resume", "--eval_sentences", "0")).spent_before == 1.0
-    with pytest.raises(SystemExit):  # refused by the parser, before anything is written
+    with pytest.raises(SystemExit):  # refused by the parser
         compress_args(tiny_demo, tmp_path / "new", "--eval_sentences", "-1")
-    assert not (tmp_path / "new").exists()
 
 
 def test_the_probe_scales_evaluations_by_the_dev_samples(tiny_demo):

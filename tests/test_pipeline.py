@@ -264,9 +264,14 @@ def test_eval_sentences_scores_a_dev_sample_in_both_stages_and_no_test_skips_tes
     teacher = run_msra_ner.main(teacher_args(data_dir, tiny_demo["model_dir"], str(tmp_path / "t"), "--max_steps", "8",
                                              "--save_steps", "4", "--eval_sentences", "25"))
     assert [(p["dev"]["sentences"], p["dev"]["gold_chunks"]) for p in teacher["curve"]] == [(25, sample_entities)] * 2
-    with pytest.raises(cli.UserError, match="scored with --eval_sentences 25, this run asks for 0"):
+    args_json = (tmp_path / "t" / "args.json").read_text(encoding="utf-8")
+    with pytest.raises(cli.UserError, match="scored 25 dev sentences .*, this run would score 60"):
         run_msra_ner.main(teacher_args(data_dir, tiny_demo["model_dir"], str(tmp_path / "t"), "--max_steps", "8",
                                        "--save_steps", "4", "--resume"))
+    assert (tmp_path / "t" / "args.json").read_text(encoding="utf-8") == args_json  # the refusal wrote nothing
+    resumed = run_msra_ner.main(teacher_args(data_dir, tiny_demo["model_dir"], str(tmp_path / "t"), "--max_steps",
+                                             "8", "--save_steps", "4", "--resume", "--eval_sentences", "25"))
+    assert resumed["best_step"] == teacher["best_step"] and resumed["curve"] == teacher["curve"]
     with caplog.at_level(logging.INFO, logger="msra_ner_ofa"):
         summary = run_msra_ner_ofa.main(ofa_args(data_dir, str(tmp_path / "t" / "model_best"), str(tmp_path / "o"),
                                                  "--max_steps", "4", "--save_steps", "4", "--eval_sentences", "25",

@@ -54,6 +54,7 @@ def test_demo_script(tmp_path):
         assert noise not in proc.stderr, noise
     # every stage's own log lines reach the user (importing Paddle after our logging setup would silence them)
     for line in ("INFO test (best dev step", "INFO width 0.5 depth 1.0: best dev F1",
+                 "INFO width 0.5 depth 1.0: test P",
                  "INFO static model: ", "Paddle Inference + oneDNN vs the supernet at width 0.5: max |diff|"):
         assert line in proc.stderr, line
     line = proc.stdout.split("== prediction with the exported static width-0.5 model ==")[1].strip().splitlines()[0]
