@@ -252,7 +252,7 @@ def test_deploy_path_before_after_compares_one_session(chain, tmp_path):
     assert result["scores"]["before"] == result["scores"]["after"]
 
 
-def test_eval_sentences_scores_a_dev_sample_in_both_stages_and_no_test_skips_test(tiny_demo, tmp_path, caplog):
+def test_eval_sentences_scores_a_dev_sample_in_both_stages_and_no_test_skips_test(tiny_demo, tmp_path):
     """--eval_sentences 25 of the demo's 60 dev sentences: every evaluation of stage 1 and stage 2 scores exactly
     that sample (its gold entities); stage 2's --no_test leaves test to whoever exports the pairs. --resume with
     another sample is refused (the checkpoint's best F1 was scored on this one)."""
@@ -272,14 +272,20 @@ def test_eval_sentences_scores_a_dev_sample_in_both_stages_and_no_test_skips_tes
     resumed = run_msra_ner.main(teacher_args(data_dir, tiny_demo["model_dir"], str(tmp_path / "t"), "--max_steps",
                                              "8", "--save_steps", "4", "--resume", "--eval_sentences", "25"))
     assert resumed["best_step"] == teacher["best_step"] and resumed["curve"] == teacher["curve"]
-    with caplog.at_level(logging.INFO, logger="msra_ner_ofa"):
+    lines = []  # the stage's own log lines (its logging setup stops them reaching pytest's capture)
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    cli.logger.addHandler(handler)
+    try:
         summary = run_msra_ner_ofa.main(ofa_args(data_dir, str(tmp_path / "t" / "model_best"), str(tmp_path / "o"),
                                                  "--max_steps", "4", "--save_steps", "4", "--eval_sentences", "25",
                                                  "--no_test"))
+    finally:
+        cli.logger.removeHandler(handler)
     for name, row in summary["pairs"].items():
         metrics = model_io.read_json(os.path.join(row["model_dir"], "metrics.json"))
         assert "test_f1" not in row and row["dev_f1"] == metrics["dev"]["f1"], (row, metrics)
         assert "test" not in metrics and (metrics["dev"]["sentences"], metrics["dev"]["gold_chunks"]) == \
             (25, sample_entities), metrics
         width, depth = row["width"], row["depth"]
-        assert f"width {width} depth {depth}: best dev F1 {row['dev_f1']:.4f} (step 4)" in caplog.text
+        assert f"width {width} depth {depth}: best dev F1 {row['dev_f1']:.4f} (step 4) | {row['model_dir']}" in lines
