@@ -19,7 +19,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from ner_ofa import cli, model_io, stages, timing  # noqa: E402
-import run_msra_ner_ofa  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,8 +46,10 @@ def parse_args(argv=None):
             p.error(f"--variant {text!r}: give NAME=FLAGS with a new name and no '/'")
         variants[name] = shlex.split(flags)
     args.variants = variants
-    for name in variants:  # as stage 2 reads them (an abbreviated --no_t is --no_test too)
-        if run_msra_ner_ofa.parse_args(variant_argv(args, name, variants[name])).no_test:
+    no_test = argparse.ArgumentParser(add_help=False)  # read as stage 2's argparse reads it (abbreviations too)
+    no_test.add_argument("--no_test", action="store_true")
+    for name, flags in variants.items():
+        if no_test.parse_known_args(flags)[0].no_test:
             p.error(f"--variant {name}: the variants are compared on test F1; --no_test would leave none")
     return args
 
