@@ -23,11 +23,11 @@ class BestTeacher:
     """Scores the teacher on dev and keeps the best one in OUTPUT_DIR/model_best/; ``progress`` (best F1 and step,
     the learning curve) is what a checkpoint saves and --resume restores."""
 
-    def __init__(self, args, model, tokenizer, encoder, data, scalars, ranks):
+    def __init__(self, args, model, tokenizer, encoder, data, dev, scalars, ranks):
         self.args, self.model, self.tokenizer, self.encoder, self.data = args, model, tokenizer, encoder, data
         self.scalars, self.ranks = scalars, ranks  # every process scores its share of dev; rank 0 saves
         self.path = os.path.join(args.output_dir, "model_best")
-        self.dev = dev_sample(data["dev"], args.eval_sentences, args.seed)
+        self.dev = dev  # dev_sample of data["dev"]
         self.progress = {"best": {"f1": -1.0, "step": None}, "curve": []}
         self.data_record = data_fingerprint(data)  # stage 2 checks it distils on the same sentences
 
@@ -65,7 +65,8 @@ def main(args):
     encoder = CharEncoder(tokenizer)
     model, origin = model_io.load_teacher_start(args.model_name_or_path, len(label_list), label_list)
     cli.check_max_seq_length(args.max_seq_length, model.bert.config)
-    dev_record = training.dev_sample_record(dev_sample(data["dev"], args.eval_sentences, args.seed))
+    dev = dev_sample(data["dev"], args.eval_sentences, args.seed)  # what every evaluation scores
+    dev_record = training.dev_sample_record(dev)
     training.check_resume_dev_sample(args, dev_record)
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
@@ -82,7 +83,7 @@ def main(args):
     trainer = training.Trainer(args, model, features, encoder, rank, world_size, scalars, dev_record)
     train_model = paddle.DataParallel(model) if world_size > 1 else model
     training.recover_run_outputs(args.output_dir, ["model_best"], rank, world_size)
-    best = BestTeacher(args, model, tokenizer, encoder, data, scalars, trainer.ranks)
+    best = BestTeacher(args, model, tokenizer, encoder, data, dev, scalars, trainer.ranks)
 
     def forward_backward(input_ids, labels):
         logits = train_model(paddle.to_tensor(input_ids))

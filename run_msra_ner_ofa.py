@@ -179,11 +179,11 @@ class BestPerPair:
     pair* in OUTPUT_DIR/model_<name>/; ``progress`` (best F1 and step per pair, the learning curve) is what a
     checkpoint saves and --resume restores."""
 
-    def __init__(self, args, ofa_model, pairs, config, tokenizer, encoder, data, scalars, data_record, ranks):
+    def __init__(self, args, ofa_model, pairs, config, tokenizer, encoder, data, dev, scalars, data_record, ranks):
         self.args, self.ofa_model, self.pairs, self.config = args, ofa_model, pairs, config
         self.tokenizer, self.encoder, self.data, self.scalars = tokenizer, encoder, data, scalars
         self.ranks = ranks  # every process scores its share of dev; rank 0 saves
-        self.dev = dev_sample(data["dev"], args.eval_sentences, args.seed)
+        self.dev = dev  # dev_sample of data["dev"]
         self.data_record = data_record  # the teacher's dev split and data hashes, for a later phase's checks
         self.progress = {"best": {pairs.name(*p): {"f1": -1.0, "step": None} for p in pairs.all}, "curve": []}
 
@@ -247,7 +247,8 @@ def main(args):
     data = load_splits(args, label_list=label_list)
     check_same_dev_split(teacher_info.get("dev_split"), data["dev_split"])
     check_same_data(teacher_info.get("data"), data)
-    dev_record = training.dev_sample_record(dev_sample(data["dev"], args.eval_sentences, args.seed))
+    dev = dev_sample(data["dev"], args.eval_sentences, args.seed)  # what every evaluation scores
+    dev_record = training.dev_sample_record(dev)
     training.check_resume_dev_sample(args, dev_record)
     if rank == 0:
         training.check_output_dir_writable(args.output_dir)
@@ -300,7 +301,7 @@ def main(args):
     trainer = training.Trainer(args, ofa_model.model, features, encoder, rank, world_size, scalars, dev_record)
     training.recover_run_outputs(args.output_dir, [os.path.basename(pairs.dir("", *p)) for p in pairs.all], rank,
                                  world_size)
-    best = BestPerPair(args, ofa_model, pairs, config, tokenizer, encoder, data, scalars,
+    best = BestPerPair(args, ofa_model, pairs, config, tokenizer, encoder, data, dev, scalars,
                        {k: teacher_info[k] for k in ("dev_split", "data") if k in teacher_info}, trainer.ranks)
     distillation = Distillation(teacher, ofa_model, pairs, args, world_size, trainer)
 
