@@ -1,0 +1,99 @@
+"""The training step's CPU fixes: the same forward and gradients as Paddle's own Linear, and the Trainer uses them."""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from ner_ofa import cpu_training
+
+
+def gradients(layer, x, **config):
+    """The layer's output and the gradients of a fixed loss wrt its input, weight and bias."""
+    x = paddle.to_tensor(x, stop_gradient=False)
+    out = layer(x, **config)
+    (out * paddle.arange(out.size, dtype="float32").reshape(out.shape)).sum().backward()
+    grads = [t.grad.numpy().copy() for t in (x, layer.weight, layer.bias)]
+    layer.clear_gradients()
+    return out.numpy(), grads
+
+
+@pytest.mark.parametrize("shape", [[3, 5, 8], [7, 8]])
+def test_linear_has_the_same_output_and_gradients(shape):
+    paddle.seed(1)
+    layer = paddle.nn.Linear(8, 6)
+    x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    out, grads = gradients(layer, x)
+    with cpu_training.fast_linear_bias_grad():
+        fast_out, fast_grads = gradients(layer, x)
+    np.testing.assert_array_equal(fast_out, out)  # the same matmul and add
+    for fast, plain in zip(fast_grads, grads):
+        np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-4)
+    assert np.abs(grads[2]).max() > 1  # the bias gradient is not trivially zero
+
+
+def test_paddleslim_super_linear_at_a_reduced_width():
+    from paddleslim.nas.ofa.layers import SuperLinear
+
+    paddle.seed(2)
+    layer = SuperLinear(8, 6, candidate_config={"expand_ratio": [0.5, 1.0]})
+    x = np.random.default_rng(1).standard_normal([2, 4, 8]).astype("float32")
+    out, grads = gradients(layer, x, channel=3)
+    with cpu_training.fast_linear_bias_grad():
+        fast_out, fast_grads = gradients(layer, x, channel=3)
+    assert out.shape == (2, 4, 3)
+    np.testing.assert_array_equal(fast_out, out)
+    for fast, plain in zip(fast_grads, grads):
+        np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-4)
+    assert not grads[2][3:].any() and grads[2][:3].all()  # only the kept neurons' biases learn
+
+
+def test_the_block_restores_paddles_linear_also_on_error():
+    original = F.linear
+    with pytest.raises(RuntimeError):
+        with cpu_training.fast_linear_bias_grad():
+            assert F.linear is cpu_training.linear
+            raise RuntimeError("a failing step")
+    assert F.linear is original
+
+
+def test_malloc_settings_are_made_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert cpu_training.keep_freed_memory() is True
+
+
+def test_the_trainer_steps_inside_the_block(monkeypatch):
+    from test_checks import fake_trainer
+
+    from ner_ofa import training
+
+    seen = []
+    monkeypatch.setattr(cpu_training, "keep_freed_memory", lambda: seen.append("malloc") or True)
+    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
+    trainer = fake_trainer([[0], [1]], num_steps=2, save_steps=100)
+
+    def forward_backward(input_ids, labels):
+        seen.append(F.linear is cpu_training.linear)
+        return {"loss": 1.0}
+
+    trainer.run(forward_backward, lambda step, epoch: None, {})
+    assert seen == ["malloc", True, True] and F.linear is not cpu_training.linear
+
+
+def test_importing_changes_nothing():
+    """In a fresh process: importing the module (and the Trainer's) leaves Paddle's linear in place."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import paddle.nn.functional as F\n"
+            "before = F.linear\n"
+            "from ner_ofa import cpu_training, training\n"
+            "print(F.linear is before, F.linear.__module__)\n" % REPO)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True paddle.nn.functional.common"
