@@ -1,5 +1,6 @@
 """One training run: optimizer and schedule, length-bucketed (distributed) batches, checkpoints and --resume, the
 loop with its timing and logging, and the checks and repairs of the output directory it owns."""
+import contextlib
 import math
 import os
 import shutil
@@ -221,9 +222,13 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
         self.sampler = make_batch_sampler([len(ids) for ids, _ in features], args.batch_size, args.seed)
         self.num_steps = total_steps(args, len(self.sampler))
         self.optimizer = make_optimizer(model, args, self.num_steps)
+        import paddle
+
         from ner_ofa import cpu_training
 
-        cpu_training.keep_freed_memory()  # steps reuse freed blocks rather than fault pages in again
+        self.on_cpu = paddle.get_device() == "cpu"  # the CPU fixes of ner_ofa.cpu_training; a GPU's path unchanged
+        if self.on_cpu:
+            cpu_training.keep_freed_memory()  # steps reuse freed blocks rather than fault pages in again
         # where this process's wall time went (the stage adds its own parts): what compress's budget planner and
         # docs/results.md's profile read
         self.timing = {"created": clock(), "first_step": None, "steps": 0, "step_seconds": 0.0,
@@ -242,11 +247,12 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
         timing = self.timing
         from ner_ofa.cpu_training import fast_linear_bias_grad
 
+        bias_grad = fast_linear_bias_grad if self.on_cpu else contextlib.nullcontext
         for step, input_ids, labels in self._batches(step):
             self.step = step
             log.started()
             timing["first_step"] = timing["first_step"] or clock()
-            with fast_linear_bias_grad():  # Linear's bias gradient as a GEMV (ner_ofa.cpu_training)
+            with bias_grad():  # on the CPU, a Linear's bias gradient as one GEMV (ner_ofa.cpu_training)
                 losses = forward_backward(input_ids, labels)
             self.optimizer.step()
             self.optimizer._learning_rate.step()  # the LinearDecayWithWarmup scheduler

@@ -97,3 +97,18 @@ def test_importing_changes_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "True paddle.nn.functional.common"
+
+
+def test_on_a_gpu_the_trainer_leaves_paddle_alone(monkeypatch):
+    from test_checks import fake_trainer
+
+    from ner_ofa import training
+
+    seen = []
+    monkeypatch.setattr(paddle, "get_device", lambda: "gpu:0")
+    monkeypatch.setattr(cpu_training, "keep_freed_memory", lambda: seen.append("malloc") or True)
+    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
+    trainer = fake_trainer([[0], [1]], num_steps=2, save_steps=100)
+    trainer.run(lambda input_ids, labels: seen.append(F.linear is cpu_training.linear) or {"loss": 1.0},
+                lambda step, epoch: None, {})
+    assert seen == [False, False]
