@@ -31,13 +31,18 @@ class BiasAdd(PyLayer):
 
     @staticmethod
     def forward(ctx, x, bias):
+        ctx.needs_grad = (not x.stop_gradient, not bias.stop_gradient)
         return x + bias
 
     @staticmethod
     def backward(ctx, grad):
-        rows = grad.reshape([-1, grad.shape[-1]])
-        ones = paddle.ones([1, rows.shape[0]], dtype=rows.dtype)
-        return grad, paddle.matmul(ones, rows).reshape([grad.shape[-1]])
+        x_needs, bias_needs = ctx.needs_grad
+        bias_grad = None
+        if bias_needs:
+            rows = grad.reshape([-1, grad.shape[-1]])
+            ones = paddle.ones([1, rows.shape[0]], dtype=rows.dtype)
+            bias_grad = paddle.matmul(ones, rows).reshape([grad.shape[-1]])
+        return grad if x_needs else None, bias_grad
 
 
 def linear(x, weight, bias=None, name=None):

@@ -112,3 +112,18 @@ def test_on_a_gpu_the_trainer_leaves_paddle_alone(monkeypatch):
     trainer.run(lambda input_ids, labels: seen.append(F.linear is cpu_training.linear) or {"loss": 1.0},
                 lambda step, epoch: None, {})
     assert seen == [False, False]
+
+
+@pytest.mark.parametrize("frozen", ["input", "bias"])
+def test_an_input_without_gradient(frozen):
+    """A frozen bias gets no gradient, and an input that needs none (the first layer's) is no error."""
+    paddle.seed(3)
+    layer = paddle.nn.Linear(8, 6)
+    layer.bias.stop_gradient = frozen == "bias"
+    x = paddle.to_tensor(np.random.default_rng(2).standard_normal([5, 8]).astype("float32"),
+                         stop_gradient=frozen == "input")
+    with cpu_training.fast_linear_bias_grad():
+        (layer(x) ** 2).sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.numpy().any()
+    assert (layer.bias.grad is None) == (frozen == "bias")
+    assert (x.grad is None) == (frozen == "input")
