@@ -245,9 +245,9 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
         step = self._resume(progress, kept_dirs) if getattr(args, "resume", False) else 0
         log = StepLog(self.num_steps, len(self.sampler), step, self.scalars)
         timing = self.timing
-        from ner_ofa.cpu_training import fast_linear_bias_grad
+        from ner_ofa import cpu_training
 
-        bias_grad = fast_linear_bias_grad if self.on_cpu else contextlib.nullcontext
+        bias_grad = cpu_training.fast_linear_bias_grad if self.on_cpu else contextlib.nullcontext
         for step, input_ids, labels in self._batches(step):
             self.step = step
             log.started()

@@ -64,7 +64,8 @@ def test_malloc_settings_are_made_on_glibc():
     assert cpu_training.keep_freed_memory() is True
 
 
-def test_the_trainer_steps_inside_the_block(monkeypatch):
+def what_two_trainer_steps_see(monkeypatch):
+    """["malloc"] if the Trainer set malloc up, then for each step whether Paddle's linear was this module's."""
     from test_checks import fake_trainer
 
     from ner_ofa import training
@@ -73,13 +74,13 @@ def test_the_trainer_steps_inside_the_block(monkeypatch):
     monkeypatch.setattr(cpu_training, "keep_freed_memory", lambda: seen.append("malloc") or True)
     monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
     trainer = fake_trainer([[0], [1]], num_steps=2, save_steps=100)
+    trainer.run(lambda input_ids, labels: seen.append(F.linear is cpu_training.linear) or {"loss": 1.0},
+                lambda step, epoch: None, {})
+    return seen
 
-    def forward_backward(input_ids, labels):
-        seen.append(F.linear is cpu_training.linear)
-        return {"loss": 1.0}
 
-    trainer.run(forward_backward, lambda step, epoch: None, {})
-    assert seen == ["malloc", True, True] and F.linear is not cpu_training.linear
+def test_the_trainer_steps_inside_the_block(monkeypatch):
+    assert what_two_trainer_steps_see(monkeypatch) == ["malloc", True, True] and F.linear is not cpu_training.linear
 
 
 def test_importing_changes_nothing():
@@ -100,18 +101,8 @@ def test_importing_changes_nothing():
 
 
 def test_on_a_gpu_the_trainer_leaves_paddle_alone(monkeypatch):
-    from test_checks import fake_trainer
-
-    from ner_ofa import training
-
-    seen = []
     monkeypatch.setattr(paddle, "get_device", lambda: "gpu:0")
-    monkeypatch.setattr(cpu_training, "keep_freed_memory", lambda: seen.append("malloc") or True)
-    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
-    trainer = fake_trainer([[0], [1]], num_steps=2, save_steps=100)
-    trainer.run(lambda input_ids, labels: seen.append(F.linear is cpu_training.linear) or {"loss": 1.0},
-                lambda step, epoch: None, {})
-    assert seen == [False, False]
+    assert what_two_trainer_steps_see(monkeypatch) == [False, False]
 
 
 @pytest.mark.parametrize("frozen", ["input", "bias"])
