@@ -1,4 +1,4 @@
-"""Two costs of Paddle 3.1's CPU training that are not the model's, cut by explicit calls (the Trainer makes both).
+"""Three costs of Paddle 3.1's CPU training that are not the model's, cut by explicit calls (the Trainer makes them).
 
 - **The bias gradient of a Linear layer.** In the dynamic graph ``F.linear`` is a matmul and a broadcast add, and the
   add's CPU gradient sums the output gradient over the rows in a scalar loop, some hundred times slower than the
@@ -6,6 +6,10 @@
   :func:`fast_linear_bias_grad`, ``paddle.nn.functional.linear`` -- what ``nn.Linear`` and PaddleSlim's
   ``SuperLinear`` call -- adds the bias through :class:`BiasAdd`, whose backward is that GEMV. The forward is the
   same matmul and add.
+- **Copies of strided views.** With Paddle's default ``FLAGS_use_stride_kernel``, ``transpose`` and ``slice`` return
+  views, and the next op that needs a contiguous tensor (attention's ``reshape`` of its transposed heads, the
+  gradients of both) copies them element by element. Inside :func:`copying_kernels` the flag is off: those ops use
+  their own copying kernels, which are many times faster on these shapes. The values are the same.
 - **Page faults in the allocator.** Paddle's CPU allocator is ``malloc``; glibc returns freed blocks of a few MB to
   the kernel (``munmap``, heap trimming), so each step faults the same pages in again. :func:`keep_freed_memory`
   raises glibc's mmap and trim thresholds (``mallopt``) so that freed blocks are reused.
@@ -24,6 +28,7 @@ from paddle.autograd import PyLayer
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's largest on 64-bit: blocks up to 32 MB come from the heap
 _KEEP = 1 << 30  # trim the heap only when 1 GiB at its top is free
+_STRIDE_FLAG = "FLAGS_use_stride_kernel"
 
 
 class BiasAdd(PyLayer):
@@ -60,6 +65,26 @@ def fast_linear_bias_grad():
         yield
     finally:
         F.linear = original
+
+
+@contextlib.contextmanager
+def copying_kernels():
+    """Within the block, ``FLAGS_use_stride_kernel`` is off (view ops copy into contiguous tensors); restored on exit,
+    also on error."""
+    before = paddle.get_flags([_STRIDE_FLAG])[_STRIDE_FLAG]
+    paddle.set_flags({_STRIDE_FLAG: False})
+    try:
+        yield
+    finally:
+        paddle.set_flags({_STRIDE_FLAG: before})
+
+
+@contextlib.contextmanager
+def fast_step():
+    """The training step's forward and backward with both of the above: :func:`fast_linear_bias_grad` and
+    :func:`copying_kernels`."""
+    with fast_linear_bias_grad(), copying_kernels():
+        yield
 
 
 def keep_freed_memory():

@@ -74,13 +74,19 @@ def what_two_trainer_steps_see(monkeypatch):
     monkeypatch.setattr(cpu_training, "keep_freed_memory", lambda: seen.append("malloc") or True)
     monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: None)
     trainer = fake_trainer([[0], [1]], num_steps=2, save_steps=100)
-    trainer.run(lambda input_ids, labels: seen.append(F.linear is cpu_training.linear) or {"loss": 1.0},
-                lambda step, epoch: None, {})
+    trainer.run(lambda input_ids, labels: seen.append((F.linear is cpu_training.linear, stride_kernels()))
+                or {"loss": 1.0}, lambda step, epoch: None, {})
     return seen
 
 
+def stride_kernels():
+    return paddle.get_flags(["FLAGS_use_stride_kernel"])["FLAGS_use_stride_kernel"]
+
+
 def test_the_trainer_steps_inside_the_block(monkeypatch):
-    assert what_two_trainer_steps_see(monkeypatch) == ["malloc", True, True] and F.linear is not cpu_training.linear
+    """Each step has this module's linear and copying kernels; after the steps Paddle's own are back."""
+    assert what_two_trainer_steps_see(monkeypatch) == ["malloc", (True, False), (True, False)]
+    assert F.linear is not cpu_training.linear and stride_kernels() is True
 
 
 def test_importing_changes_nothing():
@@ -102,7 +108,7 @@ def test_importing_changes_nothing():
 
 def test_on_a_gpu_the_trainer_leaves_paddle_alone(monkeypatch):
     monkeypatch.setattr(paddle, "get_device", lambda: "gpu:0")
-    assert what_two_trainer_steps_see(monkeypatch) == [False, False]
+    assert what_two_trainer_steps_see(monkeypatch) == [(False, True), (False, True)]
 
 
 @pytest.mark.parametrize("frozen", ["input", "bias"])
@@ -118,3 +124,32 @@ def test_an_input_without_gradient(frozen):
     assert layer.weight.grad is not None and layer.weight.grad.numpy().any()
     assert (layer.bias.grad is None) == (frozen == "bias")
     assert (x.grad is None) == (frozen == "input")
+
+
+def attention_heads_and_back(x):
+    """Attention's head split and merge (reshape, transpose, matmul, transpose, reshape): output and input gradient."""
+    x = paddle.to_tensor(x, stop_gradient=False)
+    heads = x.reshape([0, 0, 2, 4]).transpose([0, 2, 1, 3])
+    out = paddle.matmul(heads, heads, transpose_y=True).matmul(heads).transpose([0, 2, 1, 3]).reshape([0, 0, 8])
+    (out * paddle.arange(out.size, dtype="float32").reshape(out.shape)).sum().backward()
+    return out.numpy(), x.grad.numpy()
+
+
+def test_copying_kernels_give_contiguous_tensors_and_the_same_values():
+    x = np.random.default_rng(4).standard_normal([3, 5, 8]).astype("float32")
+    view = paddle.to_tensor(x).transpose([0, 2, 1])
+    with cpu_training.copying_kernels():
+        copy = paddle.to_tensor(x).transpose([0, 2, 1])
+        inside = attention_heads_and_back(x)
+    assert not view.is_contiguous() and copy.is_contiguous()
+    outside = attention_heads_and_back(x)
+    for a, b in zip(inside, outside):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_copying_kernels_restore_the_flag_also_on_error():
+    with pytest.raises(RuntimeError):
+        with cpu_training.fast_step():
+            assert stride_kernels() is False and F.linear is cpu_training.linear
+            raise RuntimeError("a step failed")
+    assert stride_kernels() is True and F.linear is not cpu_training.linear
