@@ -19,11 +19,14 @@ from ner_ofa.supernet import build_supernet, check_recorded_kept_layers, cut_sub
 
 
 def dynamic_logits_fn(model):
-    """Wrap a dygraph token classifier (or OFA supernet) as numpy in → numpy logits out, in eval mode."""
+    """Wrap a dygraph token classifier (or OFA supernet) as numpy in → numpy logits out, in eval mode (on the CPU
+    with copying kernels: ``ner_ofa.cpu_training``; the same logits, faster)."""
     import paddle
 
+    from ner_ofa import cpu_training
+
     def run(input_ids):
-        with paddle.no_grad():
+        with paddle.no_grad(), cpu_training.on_cpu(cpu_training.copying_kernels):
             out = model(paddle.to_tensor(input_ids))
         out = out[0] if isinstance(out, (tuple, list)) else out
         return out.numpy()

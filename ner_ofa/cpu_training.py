@@ -1,4 +1,5 @@
-"""Three costs of Paddle 3.1's CPU training that are not the model's, cut by explicit calls (the Trainer makes them).
+"""Three costs of Paddle 3.1's dygraph on the CPU that are not the model's, cut by explicit calls (the Trainer makes
+them around each training step; dygraph scoring and stage 2's importance use the first two, :func:`on_cpu`).
 
 - **The bias gradient of a Linear layer.** In the dynamic graph ``F.linear`` is a matmul and a broadcast add, and the
   add's CPU gradient sums the output gradient over the rows in a scalar loop, some hundred times slower than the
@@ -85,6 +86,12 @@ def fast_step():
     :func:`copying_kernels`."""
     with fast_linear_bias_grad(), copying_kernels():
         yield
+
+
+def on_cpu(context):
+    """``context()`` (one of the context managers above) when Paddle runs on the CPU, else a no-op context: a GPU's
+    path stays Paddle's own."""
+    return context() if paddle.get_device() == "cpu" else contextlib.nullcontext()
 
 
 def keep_freed_memory():

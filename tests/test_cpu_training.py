@@ -153,3 +153,71 @@ def test_copying_kernels_restore_the_flag_also_on_error():
             assert stride_kernels() is False and F.linear is cpu_training.linear
             raise RuntimeError("a step failed")
     assert stride_kernels() is True and F.linear is not cpu_training.linear
+
+
+class FlagProbe(paddle.nn.Layer):
+    """A model that records, at each forward, whether Paddle's stride kernels are on."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, input_ids):
+        self.seen.append(stride_kernels())
+        return input_ids.astype("float32")
+
+
+def test_dygraph_scoring_has_copying_kernels_on_the_cpu_only(monkeypatch):
+    from ner_ofa import backends
+
+    probe = FlagProbe()
+    run = backends.dynamic_logits_fn(probe)
+    assert run(np.ones([2, 3], dtype="int64")).shape == (2, 3)
+    assert probe.seen == [False] and stride_kernels() is True
+    monkeypatch.setattr(paddle, "get_device", lambda: "gpu:0")
+    run(np.ones([2, 3], dtype="int64"))
+    assert probe.seen == [False, True]
+
+
+def test_dygraph_scoring_gives_the_same_logits():
+    from conftest import random_ids, tiny_model
+
+    from ner_ofa import backends
+
+    model, ids = tiny_model(), random_ids(length=12)
+    with paddle.no_grad():
+        plain = model(paddle.to_tensor(ids)).numpy()
+    np.testing.assert_array_equal(backends.dynamic_logits_fn(model)(ids), plain)
+
+
+def test_importance_in_a_fast_step_ranks_the_same(monkeypatch):
+    """Stage 2's importance (forward + backward on dev) runs in a fast step: the same order of heads and neurons."""
+    from conftest import random_ids, tiny_model
+
+    import run_msra_ner_ofa
+    from ner_ofa import supernet
+
+    batches = [(random_ids(seed, length=12), np.random.RandomState(seed).randint(0, 5, [3, 12]).astype("int64"))
+               for seed in range(3)]
+    plain = supernet.compute_head_neuron_importance(tiny_model(), batches)
+    with cpu_training.fast_step():
+        fast = supernet.compute_head_neuron_importance(tiny_model(), batches)
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+        np.testing.assert_array_equal(np.argsort(-a, kind="stable"), np.argsort(-b, kind="stable"))
+    seen = []
+    monkeypatch.setattr(supernet, "compute_head_neuron_importance",
+                        lambda model, batches: seen.append((F.linear is cpu_training.linear, stride_kernels()))
+                        or plain)
+    monkeypatch.setattr(supernet, "reorder_heads_neurons", lambda *a: None)
+    from types import SimpleNamespace
+
+    from ner_ofa import distributed
+    from ner_ofa.features import CharEncoder
+    from conftest import fake_tokenizer
+
+    dev = [{"chars": list("abc"), "labels": ["O", "O", "O"]}]
+    args = SimpleNamespace(max_seq_length=12, importance_batches=0, batch_size=4)
+    run_msra_ner_ofa.reorder_by_importance(None, dev, CharEncoder(fake_tokenizer("a", "b", "c")), ["O"], args,
+                                           distributed.Ranks(0, 1))
+    assert seen == [(True, False)] and stride_kernels() is True
