@@ -1,6 +1,5 @@
 """One training run: optimizer and schedule, length-bucketed (distributed) batches, checkpoints and --resume, the
 loop with its timing and logging, and the checks and repairs of the output directory it owns."""
-import contextlib
 import math
 import os
 import shutil
@@ -247,12 +246,11 @@ share the scoring (``ranks``, a distributed.Ranks) and rank 0 alone saves. ``pro
         timing = self.timing
         from ner_ofa import cpu_training
 
-        fast_step = cpu_training.fast_step if self.on_cpu else contextlib.nullcontext
         for step, input_ids, labels in self._batches(step):
             self.step = step
             log.started()
             timing["first_step"] = timing["first_step"] or clock()
-            with fast_step():  # on the CPU: a Linear's bias gradient as one GEMV, copying kernels (cpu_training)
+            with cpu_training.on_cpu(cpu_training.fast_step):  # a Linear's bias gradient as one GEMV, copying kernels
                 losses = forward_backward(input_ids, labels)
             self.optimizer.step()
             self.optimizer._learning_rate.step()  # the LinearDecayWithWarmup scheduler

@@ -192,10 +192,13 @@ def test_dygraph_scoring_gives_the_same_logits():
 
 def test_importance_in_a_fast_step_ranks_the_same(monkeypatch):
     """Stage 2's importance (forward + backward on dev) runs in a fast step: the same order of heads and neurons."""
-    from conftest import random_ids, tiny_model
+    from types import SimpleNamespace
+
+    from conftest import fake_tokenizer, random_ids, tiny_model
 
     import run_msra_ner_ofa
-    from ner_ofa import supernet
+    from ner_ofa import distributed, supernet
+    from ner_ofa.features import CharEncoder
 
     batches = [(random_ids(seed, length=12), np.random.RandomState(seed).randint(0, 5, [3, 12]).astype("int64"))
                for seed in range(3)]
@@ -210,12 +213,6 @@ def test_importance_in_a_fast_step_ranks_the_same(monkeypatch):
                         lambda model, batches: seen.append((F.linear is cpu_training.linear, stride_kernels()))
                         or plain)
     monkeypatch.setattr(supernet, "reorder_heads_neurons", lambda *a: None)
-    from types import SimpleNamespace
-
-    from ner_ofa import distributed
-    from ner_ofa.features import CharEncoder
-    from conftest import fake_tokenizer
-
     dev = [{"chars": list("abc"), "labels": ["O", "O", "O"]}]
     args = SimpleNamespace(max_seq_length=12, importance_batches=0, batch_size=4)
     run_msra_ner_ofa.reorder_by_importance(None, dev, CharEncoder(fake_tokenizer("a", "b", "c")), ["O"], args,
