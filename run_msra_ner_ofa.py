@@ -27,7 +27,7 @@ import numpy as np
 from ner_ofa.data import (check_same_data, check_same_dev_split, describe_splits, dev_sample, load_splits,
                           read_unlabeled_file)
 from ner_ofa.features import CharEncoder, IGNORE_INDEX, collate, train_features, unlabeled_features
-from ner_ofa import backends, cli, cpu_training, distributed, model_io, scoring, supernet, training
+from ner_ofa import backends, cli, distributed, model_io, scoring, supernet, training
 from ner_ofa.cli import logger
 
 
@@ -358,6 +358,8 @@ def reorder_by_importance(student, dev, encoder, label_list, args, ranks):
     dev_features = sorted(dev_features, key=lambda feature: len(feature[0]))
     dev_batches = [collate(dev_features[i:i + args.batch_size], encoder)
                    for i in range(0, len(dev_features), args.batch_size)]
+    from ner_ofa import cpu_training  # imports Paddle: not at module import (cli.run_main quiets its noise first)
+
     with cpu_training.on_cpu(cpu_training.fast_step):  # forward + backward, as in a training step
         head_importance, neuron_importance = supernet.compute_head_neuron_importance(student, ranks.shard(dev_batches))
     head_importance, neuron_importance = ranks.sum(head_importance), ranks.sum(neuron_importance)

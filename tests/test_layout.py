@@ -4,6 +4,8 @@ user would (ner_ofa/stages.py), or shares a library module with it -- with one e
 import ast
 import glob
 import os
+import subprocess
+import sys
 
 from conftest import REPO
 
@@ -67,3 +69,16 @@ def test_no_script_imports_another_script():
             found.add((os.path.relpath(path, REPO), name))
     assert not found - ALLOWED, sorted(found - ALLOWED)
     assert ALLOWED <= found, "the exception is gone: remove it from ALLOWED and docs/design.md"
+
+
+def test_no_program_imports_paddle_at_import():
+    """Importing a top-level program loads no Paddle: cli.run_main installs the filter for Paddle's import-time
+    OMP_NUM_THREADS advice (cli.WithoutKnownNoise) before main() runs, so an import at module level would print it
+    before the filter exists (it did, through run_msra_ner_ofa's import of ner_ofa.cpu_training)."""
+    programs = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(REPO, "*.py")))
+    code = ("import importlib, sys\n"
+            f"for name in {programs!r}:\n"
+            "    importlib.import_module(name)\n"
+            "    assert 'paddle' not in sys.modules, name\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
