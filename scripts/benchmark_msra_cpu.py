@@ -4,7 +4,7 @@ the Pareto front marked).
 
     python scripts/benchmark_msra_cpu.py --teacher pretrained   # teacher from m3e-small: results/msra_pretrained_cpu.json
     python scripts/benchmark_msra_cpu.py                        # teacher from random weights: results/msra_cpu.json
-    python scripts/benchmark_msra_cpu.py --quick                # the same chain, fewer steps
+    python scripts/benchmark_msra_cpu.py --quick                # the same chain, fewer steps: results/msra_cpu_quick.json
 
 It is compress.py with MSRA's paths and a recipe (where the teacher starts, and its defaults): every stage runs
 as its script, as a user runs it. Model selection uses a dev split carved from train; test is scored once at the
@@ -97,6 +97,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     for key, value in RECIPES[args.teacher].items():
         if getattr(args, key) is None:
+            if args.quick and key in ("work_dir", "results"):  # a quick run never replaces the recipe's results
+                root, ext = os.path.splitext(value)
+                value = f"{root}_quick{ext}"
             setattr(args, key, value)
     if args.procs < 1 or args.batch_size % args.procs:
         p.error(f"--procs must be at least 1 and divide --batch_size {args.batch_size}, got {args.procs}")

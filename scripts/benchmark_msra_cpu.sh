@@ -13,9 +13,4 @@ if grep -q AuthenticAMD "${CPUINFO:-/proc/cpuinfo}" 2>/dev/null; then  # CPUINFO
   export MKL_DEBUG_CPU_TYPE=${MKL_DEBUG_CPU_TYPE:-5}
 fi
 PY=${PYTHON:-python}
-if [[ " $* " == *" --quick "* ]]; then
-  name=msra_cpu_quick
-  [[ " $* " == *" --teacher pretrained "* ]] && name=msra_pretrained_cpu_quick
-  exec $PY scripts/benchmark_msra_cpu.py --results "results/$name.json" --work_dir "tmp/$name" "$@"
-fi
 exec $PY scripts/benchmark_msra_cpu.py "$@"

@@ -169,3 +169,13 @@ def test_a_negative_eval_sentences_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         driver.parse_args(["--eval_sentences", "-1"])
     assert "--eval_sentences: must be 0 or positive, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe, name", [("scratch", "msra_cpu"), ("pretrained", "msra_pretrained_cpu")])
+def test_quick_never_replaces_the_recipes_results(recipe, name, tmp_path):
+    args = driver.parse_args(["--teacher", recipe, "--quick"])
+    assert args.results == os.path.join(REPO, "results", f"{name}_quick.json")
+    assert args.work_dir == os.path.join(REPO, "tmp", f"{name}_quick")
+    assert driver.parse_args(["--teacher", recipe]).results == os.path.join(REPO, "results", f"{name}.json")
+    mine = str(tmp_path / "mine.json")  # an explicit path wins
+    assert driver.parse_args(["--teacher", recipe, "--quick", "--results", mine]).results == mine
