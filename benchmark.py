@@ -8,7 +8,8 @@ width, and ONNX Runtime INT8 (teacher and the narrowest width), all with the sam
 batching. Time = tokenization + windowing + model + entity decoding for the whole workload; model load and one
 warm-up pass are excluded; models are timed in interleaved rounds and the median is reported. Latency does not
 depend on the weights' values, so random weights of the right shape measure what a trained model would take.
-Writes results/benchmark_cpu.json and prints a table.
+Writes --output (default: WORK_DIR/benchmark_cpu.json; the committed run is results/benchmark_cpu.json) and prints
+a table.
 """
 import argparse
 import json

@@ -42,7 +42,7 @@ class NerPredictor:
     ``model_dir``: a static export (dir or PREFIX), a quantize_model.py directory (``backend="onnxruntime"``,
     ``precision`` "int8" or "fp32"), or a model directory (teacher, sub-model, stage 2's ``model_<width>/``).
     ``max_seq_length``: window length (default: the model's). Calling it with a list of texts gives, per text, a
-    list of ``{"type", "text", "start", "end"}`` with [start, end) character offsets; with one string, that
+    list of ``{"type", "text", "start", "end", "score"}`` with [start, end) character offsets (score: docs/deploy.md); with one string, that
     text's list. Bad input (a missing directory, a window longer than the model's positions) raises
     ``ner_ofa.cli.UserError`` with a one-line message.
 
