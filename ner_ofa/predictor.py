@@ -42,9 +42,9 @@ class NerPredictor:
     ``model_dir``: a static export (dir or PREFIX), a quantize_model.py directory (``backend="onnxruntime"``,
     ``precision`` "int8" or "fp32"), or a model directory (teacher, sub-model, stage 2's ``model_<width>/``).
     ``max_seq_length``: window length (default: the model's). Calling it with a list of texts gives, per text, a
-    list of ``{"type", "text", "start", "end", "score"}`` with [start, end) character offsets (score: docs/deploy.md); with one string, that
-    text's list. Bad input (a missing directory, a window longer than the model's positions) raises
-    ``ner_ofa.cli.UserError`` with a one-line message.
+    list of ``{"type", "text", "start", "end", "score"}`` with [start, end) character offsets (score:
+    docs/deploy.md); with one string, that text's list. Bad input (a missing directory, a window longer than the
+    model's positions) raises ``ner_ofa.cli.UserError`` with a one-line message.
 
     Safe to share between threads: each model call holds a lock (one Paddle Inference predictor and its input
     handle cannot run two calls at once); windowing and decoding run outside it. docs/deploy.md has the

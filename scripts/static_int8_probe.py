@@ -1,15 +1,37 @@
-"""ORT static INT8 (QDQ, MatMul only, MinMax calibration on train windows) vs the project's dynamic INT8, through
-NerPredictor on the bench workload (interleaved rounds, median) and test F1 (exact shapes). The static model goes beside INT8_DIR (static_u8/ or static_s8/).
-usage: python scripts/static_int8_probe.py INT8_DIR TRAIN_TSV TEST_TSV BENCH_TXT OUT_JSON [act u8|s8] [calib_sentences] [repeats]"""
+"""ONNX Runtime static INT8 (QDQ, MatMul only, per-channel weights, MinMax calibration on the windows of train
+sentences) against the project's dynamic INT8 on one quantize_model.py directory: latency through NerPredictor on the
+workload (interleaved rounds, median) and test F1 of both. The static model goes beside --model_dir
+(static_u8/ or static_s8/).
+
+    python scripts/static_int8_probe.py --model_dir WORK/export/0.5_1.0/int8 --output OUT.json --activation u8
+"""
+import argparse
 import json
 import os
 import shutil
 import statistics
-import sys
 import time
 
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data")
 
-def main():
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_dir", required=True, help="a quantize_model.py output directory")
+    p.add_argument("--output", required=True, help="the results JSON")
+    p.add_argument("--train_file", default=os.path.join(SHARED, "msra_ner", "train.tsv"),
+                   help="calibration sentences are its first ones (default: %(default)s)")
+    p.add_argument("--test_file", default=os.path.join(SHARED, "msra_ner", "test.tsv"),
+                   help="scored by both models (default: %(default)s)")
+    p.add_argument("--bench_file", default=os.path.join(SHARED, "bench", "msra_test_10451_chars.txt"),
+                   help="the timed workload, one text per line (default: %(default)s)")
+    p.add_argument("--activation", choices=["u8", "s8"], default="u8", help="static activations' type (default: u8)")
+    p.add_argument("--calibration_sentences", type=int, default=256, help="(default: 256)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per model (default: 5)")
+    return p.parse_args(argv)
+
+
+def main(args):
     import numpy as np
     from ner_ofa import model_io, backends
     from ner_ofa.data import read_ner_file
@@ -18,10 +40,8 @@ def main():
     from ner_ofa.predictor import NerPredictor
     from ner_ofa.timing import read_workload, hardware
 
-    src, train, test, bench, out = sys.argv[1:6]
-    act = sys.argv[6] if len(sys.argv) > 6 else "u8"
-    n_cal = int(sys.argv[7]) if len(sys.argv) > 7 else 256
-    repeats = int(sys.argv[8]) if len(sys.argv) > 8 else 5
+    src, train, test, bench, out = args.model_dir, args.train_file, args.test_file, args.bench_file, args.output
+    act, n_cal, repeats = args.activation, args.calibration_sentences, args.repeats
     info = model_io.read_model_info(src)
     tok = model_io.load_tokenizer(src)
     enc, labels, L = CharEncoder(tok), info["labels"], info["max_seq_length"]
@@ -30,6 +50,7 @@ def main():
     # calibration inputs: what the predictor feeds the model on train sentences
     seen = []
     f32 = backends.onnx_logits_fn(fp32, 2)
+
     def record(ids):
         seen.append(np.array(ids, dtype="int64"))
         return f32(ids)
@@ -44,11 +65,12 @@ def main():
     class Reader(CalibrationDataReader):
         def __init__(self):
             self.it = iter(seen)
+
         def get_next(self):
             x = next(self.it, None)
             return None if x is None else {name: x}
 
-    dst = os.path.join(os.path.dirname(os.path.abspath(src)), f"static_{act}")  # beside INT8_DIR
+    dst = os.path.join(os.path.dirname(os.path.abspath(src)), f"static_{act}")  # beside --model_dir
     if os.path.exists(dst):
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
@@ -68,7 +90,9 @@ def main():
     times = {k: [] for k in preds}
     for _ in range(repeats):
         for k, p in preds.items():
-            s = time.perf_counter(); p(texts); times[k].append(time.perf_counter() - s)
+            start = time.perf_counter()
+            p(texts)
+            times[k].append(time.perf_counter() - start)
     ents = {k: p(texts) for k, p in preds.items()}
     tests = read_ner_file(test)
     f1 = {k: evaluate(p.logits_fn, tests, enc, labels, L, 32, shapes="exact")["f1"] for k, p in preds.items()}
@@ -83,4 +107,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

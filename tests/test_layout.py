@@ -72,9 +72,9 @@ def test_no_script_imports_another_script():
 
 
 def test_no_program_imports_paddle_at_import():
-    """Importing a program (top level or scripts/) loads no Paddle: cli.run_main installs the filter for Paddle's import-time
-    OMP_NUM_THREADS advice (cli.WithoutKnownNoise) before main() runs, so an import at module level would print it
-    before the filter exists (it did, through run_msra_ner_ofa's import of ner_ofa.cpu_training)."""
+    """Importing a program (top level or scripts/) loads no Paddle: cli.run_main installs the filter for Paddle's
+    import-time OMP_NUM_THREADS advice (cli.WithoutKnownNoise) before main() runs, so an import at module level would
+    print it before the filter exists (it did, through run_msra_ner_ofa's import of ner_ofa.cpu_training)."""
     code = ("import importlib, sys\n"
             f"sys.path.append({os.path.join(REPO, 'scripts')!r})\n"
             f"for name in {sorted(SCRIPTS)!r}:\n"
